@@ -1,0 +1,1 @@
+"""netmeta: network metadata collector."""

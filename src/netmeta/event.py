@@ -1,0 +1,304 @@
+"""The event model shared by every stage.
+
+A batch of events is a ``pyarrow.Table``: one typed column per common ECS field present
+(names and types from ``ecs_fields.yml``), plus meta columns:
+
+- ``_id``     deterministic event id (a retried input gives the same id)
+- ``_input``  the configured input the event came from (``goflow2`` ...)
+- ``_extra``  JSON object holding every other field, nested as in the ECS document
+
+IP fields also carry a hidden ``<field>#b`` column: the address as 16 bytes (IPv4 mapped
+into ::ffff:0:0/96), so CIDR and range queries are byte-range comparisons in the database.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import socket
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import yaml
+
+META_ID = "_id"
+META_INPUT = "_input"
+META_EXTRA = "_extra"
+META_STREAMS = "_streams"
+IP_KEY_SUFFIX = "#b"
+
+_ARROW = {
+    "keyword": pa.string(),
+    "long": pa.int64(),
+    "double": pa.float64(),
+    "boolean": pa.bool_(),
+    "date": pa.timestamp("us"),
+    "ip": pa.string(),
+}
+_SQL = {
+    "keyword": "VARCHAR",
+    "long": "BIGINT",
+    "double": "DOUBLE",
+    "boolean": "BOOLEAN",
+    "date": "TIMESTAMP",
+    "ip": "VARCHAR",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    name: str
+    type: str  # Elasticsearch mapping type: keyword, long, double, boolean, date, ip
+    is_list: bool
+
+    @property
+    def arrow_type(self) -> pa.DataType:
+        t = _ARROW[self.type]
+        return pa.list_(t) if self.is_list else t
+
+    @property
+    def sql_type(self) -> str:
+        t = _SQL[self.type]
+        return t + "[]" if self.is_list else t
+
+    @property
+    def key_column(self) -> str | None:
+        return self.name + IP_KEY_SUFFIX if self.type == "ip" else None
+
+
+def _load_fields() -> dict[str, Field]:
+    text = resources.files("netmeta").joinpath("ecs_fields.yml").read_text()
+    out: dict[str, Field] = {}
+    for name, spec in yaml.safe_load(text).items():
+        is_list = spec.endswith("[]")
+        base = spec.removesuffix("[]")
+        if base not in _ARROW:
+            raise ValueError(f"ecs_fields.yml: {name}: unknown type {spec!r}")
+        out[name] = Field(name, base, is_list)
+    return out
+
+
+FIELDS: dict[str, Field] = _load_fields()
+META_SCHEMA = pa.schema(
+    [(META_ID, pa.string()), (META_INPUT, pa.string()), (META_EXTRA, pa.string())]
+)
+
+
+def storage_columns() -> list[tuple[str, str]]:
+    """(column, SQL type) of a stored event table, in a stable order."""
+    cols = [("@timestamp", "TIMESTAMP"), (META_ID, "VARCHAR"), (META_INPUT, "VARCHAR"),
+            (META_STREAMS, "VARCHAR[]")]
+    for f in FIELDS.values():
+        if f.name == "@timestamp":
+            continue
+        cols.append((f.name, f.sql_type))
+        if f.key_column:
+            cols.append((f.key_column, "BLOB[]" if f.is_list else "BLOB"))
+    cols.append((META_EXTRA, "JSON"))
+    return cols
+
+
+# ---------------------------------------------------------------- IP keys
+
+_V4_PREFIX = b"\x00" * 10 + b"\xff\xff"
+
+
+@lru_cache(maxsize=1 << 16)
+def ip_key(text: str) -> bytes | None:
+    """16-byte sortable form of an IP address; None when ``text`` is not an address."""
+    try:
+        return _V4_PREFIX + socket.inet_pton(socket.AF_INET, text)
+    except (OSError, TypeError):
+        pass
+    try:
+        return ipaddress.IPv6Address(text.split("%", 1)[0]).packed
+    except (ValueError, AttributeError):
+        return None
+
+
+def cidr_key_range(cidr: str) -> tuple[bytes, bytes]:
+    """Inclusive byte range of the 16-byte keys inside ``cidr`` (raises ValueError)."""
+    net = ipaddress.ip_network(cidr, strict=False)
+    if net.version == 4:
+        lo = _V4_PREFIX + net.network_address.packed
+        hi = _V4_PREFIX + net.broadcast_address.packed
+    else:
+        lo, hi = net.network_address.packed, net.broadcast_address.packed
+    return lo, hi
+
+
+def _keys_for(col: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """Vectorized over distinct values: each address is converted once per batch."""
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks()
+    if pa.types.is_list(col.type):
+        flat = _keys_for(col.flatten())
+        return pa.ListArray.from_arrays(col.offsets, flat, mask=col.is_null())
+    enc = pc.dictionary_encode(col)
+    uniq = pa.array([ip_key(v) for v in enc.dictionary.to_pylist()], pa.binary())
+    return uniq.take(enc.indices)
+
+
+def add_ip_keys(table: pa.Table) -> pa.Table:
+    for name in table.column_names:
+        f = FIELDS.get(name)
+        if f is not None and f.type == "ip" and f.key_column not in table.column_names:
+            table = table.append_column(f.key_column, _keys_for(table.column(name)))
+    return table
+
+
+# ---------------------------------------------------------------- documents -> columns
+
+def _coerce(f: Field, v: Any) -> Any:
+    """Value as the column stores it, or raise ValueError (the value then stays in _extra)."""
+    if f.is_list:
+        if not isinstance(v, list):
+            raise ValueError
+        return [_coerce_scalar(f, x) for x in v]
+    return _coerce_scalar(f, v)
+
+
+def _coerce_scalar(f: Field, v: Any) -> Any:
+    t = f.type
+    if v is None or isinstance(v, dict | list):
+        raise ValueError
+    if t == "keyword":
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        return v if isinstance(v, str) else str(v)
+    if t == "long":
+        if isinstance(v, bool):
+            raise ValueError
+        if isinstance(v, int):
+            return v
+        if isinstance(v, float) and v.is_integer():
+            return int(v)
+        if isinstance(v, str):
+            return int(v.strip())
+        raise ValueError
+    if t == "double":
+        if isinstance(v, bool):
+            raise ValueError
+        return float(v)
+    if t == "boolean":
+        if isinstance(v, bool):
+            return v
+        if v in ("true", "false"):
+            return v == "true"
+        raise ValueError
+    if t == "ip":
+        if not isinstance(v, str) or ip_key(v) is None:
+            raise ValueError
+        return v
+    if t == "date":
+        return parse_date(v)
+    raise ValueError
+
+
+def parse_date(v: Any) -> dt.datetime:
+    if isinstance(v, dt.datetime):
+        return v.astimezone(dt.UTC).replace(tzinfo=None) if v.tzinfo else v
+    if isinstance(v, str):
+        d = dt.datetime.fromisoformat(v)
+        return d.astimezone(dt.UTC).replace(tzinfo=None) if d.tzinfo else d
+    if isinstance(v, int | float) and not isinstance(v, bool):
+        return dt.datetime(1970, 1, 1) + dt.timedelta(milliseconds=v)
+    raise ValueError
+
+
+def _split(doc: Mapping[str, Any], prefix: str, typed: dict[str, Any]) -> dict[str, Any]:
+    """Move typed fields of ``doc`` into ``typed``; return what remains, nested."""
+    rest: dict[str, Any] = {}
+    for k, v in doc.items():
+        name = prefix + k
+        f = FIELDS.get(name)
+        if f is not None:
+            try:
+                typed[name] = _coerce(f, v)
+                continue
+            except (ValueError, TypeError, OverflowError):
+                pass
+        if isinstance(v, dict):
+            sub = _split(v, name + ".", typed)
+            if sub:
+                rest[k] = sub
+        else:
+            rest[k] = v
+    return rest
+
+
+def from_documents(
+    docs: Iterable[Mapping[str, Any]], input_name: str, ids: Iterable[str] | None = None
+) -> pa.Table:
+    """Generic (per-record) path from ECS documents to a batch; fast paths build columns."""
+    rows: list[dict[str, Any]] = []
+    for doc in docs:
+        typed: dict[str, Any] = {}
+        rest = _split(doc, "", typed)
+        typed[META_EXTRA] = orjson.dumps(rest).decode() if rest else None
+        rows.append(typed)
+    present = {k for r in rows for k in r}
+    fields = [FIELDS[n] for n in FIELDS if n in present]
+    arrays = [pa.array([r.get(f.name) for r in rows], f.arrow_type) for f in fields]
+    names = [f.name for f in fields]
+    ids_list = list(ids) if ids is not None else [None] * len(rows)
+    arrays += [pa.array(ids_list, pa.string()), pa.array([input_name] * len(rows), pa.string()),
+               pa.array([r[META_EXTRA] for r in rows], pa.string())]
+    names += [META_ID, META_INPUT, META_EXTRA]
+    return pa.Table.from_arrays(arrays, names=names)
+
+
+# ---------------------------------------------------------------- columns -> documents
+
+def format_date(d: dt.datetime) -> str:
+    """Elastic's rendering: milliseconds always, microseconds only when present."""
+    if d.microsecond % 1000:
+        return d.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return d.strftime("%Y-%m-%dT%H:%M:%S.") + f"{d.microsecond // 1000:03d}Z"
+
+
+def _set(doc: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    cur = doc
+    for p in parts[:-1]:
+        nxt = cur.get(p)
+        if not isinstance(nxt, dict):
+            nxt = cur[p] = {}
+        cur = nxt
+    cur[parts[-1]] = value
+
+
+def _merge(into: dict[str, Any], other: Mapping[str, Any]) -> None:
+    for k, v in other.items():
+        if isinstance(v, dict) and isinstance(into.get(k), dict):
+            _merge(into[k], v)
+        else:
+            into[k] = v
+
+
+def row_to_document(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The nested ECS document of one stored or in-flight row (as from ``to_pylist``)."""
+    doc: dict[str, Any] = {}
+    for name, v in row.items():
+        if v is None or name.startswith("_") or name.endswith(IP_KEY_SUFFIX):
+            continue
+        if isinstance(v, list) and not v:
+            continue
+        f = FIELDS.get(name)
+        if f is not None and f.type == "date":
+            v = [format_date(x) for x in v] if f.is_list else format_date(v)
+        _set(doc, name, v)
+    extra = row.get(META_EXTRA)
+    if extra:
+        _merge(doc, orjson.loads(extra))
+    return dict(sorted(doc.items()))
+
+
+def to_documents(table: pa.Table) -> list[dict[str, Any]]:
+    return [row_to_document(r) for r in table.to_pylist()]
