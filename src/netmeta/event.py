@@ -302,3 +302,39 @@ def row_to_document(row: Mapping[str, Any]) -> dict[str, Any]:
 
 def to_documents(table: pa.Table) -> list[dict[str, Any]]:
     return [row_to_document(r) for r in table.to_pylist()]
+
+
+# ---------------------------------------------------------------- failures
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """An input that could not become an event; stored in the failure store, never dropped."""
+
+    input: str
+    message: str  # error.message
+    original: bytes | str  # event.original (bytes are shown with escapes where not UTF-8)
+    path: str | None = None  # log.file.path
+    offset: int | None = None  # log.offset
+    at: dt.datetime | None = None  # when it failed (UTC); now when None
+
+
+FAILURE_COLUMNS = [("@timestamp", "TIMESTAMP"), (META_INPUT, "VARCHAR"),
+                   ("error.message", "VARCHAR"), ("event.original", "VARCHAR"),
+                   ("log.file.path", "VARCHAR"), ("log.offset", "BIGINT")]
+
+
+def failures_table(failures: Iterable[Failure]) -> pa.Table:
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    rows = list(failures)
+
+    def text(v: bytes | str) -> str:
+        return v.decode("utf-8", "backslashreplace") if isinstance(v, bytes) else v
+
+    return pa.table({
+        "@timestamp": pa.array([f.at or now for f in rows], pa.timestamp("us")),
+        META_INPUT: pa.array([f.input for f in rows], pa.string()),
+        "error.message": pa.array([f.message for f in rows], pa.string()),
+        "event.original": pa.array([text(f.original) for f in rows], pa.string()),
+        "log.file.path": pa.array([f.path for f in rows], pa.string()),
+        "log.offset": pa.array([f.offset for f in rows], pa.int64()),
+    })

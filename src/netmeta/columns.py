@@ -1,0 +1,147 @@
+"""Vectorized column helpers shared by the normalizers.
+
+Normalizers build ECS columns with Arrow compute kernels instead of per-record Python
+objects; the helpers here cover what Arrow has no single kernel for: JSON text of nested
+objects built from columns, small lists built from scalar columns, "" treated as absent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Union
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+
+
+class Raw:
+    """A column that already holds JSON text (``"k":v,...`` members or a whole value)."""
+
+    __slots__ = ("array",)
+
+    def __init__(self, array: pa.Array) -> None:
+        self.array = array
+
+
+Tree = Mapping[str, Union[pa.Array, pa.ChunkedArray, Raw, "Tree"]]
+
+
+def arr(a: pa.Array | pa.ChunkedArray) -> pa.Array:
+    return a.combine_chunks() if isinstance(a, pa.ChunkedArray) else a
+
+
+def blank_to_null(a: pa.Array) -> pa.Array:
+    """Elastic's pipelines treat "" like a missing value."""
+    if pa.types.is_string(a.type) or pa.types.is_large_string(a.type):
+        return pc.if_else(pc.equal(a, ""), pa.scalar(None, a.type), a)
+    return a
+
+
+def json_values(a: pa.Array) -> pa.Array:
+    """JSON text of each value; nulls stay null."""
+    a = arr(a)
+    t = a.type
+    if pa.types.is_integer(t):
+        return pc.cast(a, pa.string())
+    if pa.types.is_boolean(t):
+        return pc.if_else(a, "true", "false")
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        enc = pc.dictionary_encode(a)
+        uniq = pa.array([orjson.dumps(v).decode() for v in enc.dictionary.to_pylist()], pa.string())
+        return uniq.take(enc.indices)
+    if pa.types.is_null(t):
+        return pa.nulls(len(a), pa.string())
+    # floats (JSON has no inf/nan), lists, structs: exact per-value path
+    out = [None if v is None else orjson.dumps(v, option=orjson.OPT_NON_STR_KEYS).decode()
+           for v in a.to_pylist()]
+    return pa.array(out, pa.string())
+
+
+def _join(parts: list[pa.Array], n: int) -> pa.Array:
+    if not parts:
+        return pa.nulls(n, pa.string())
+    if len(parts) == 1:
+        joined = parts[0]
+    else:
+        # null_handling="skip" drops rows whose values are all null (pyarrow 26), so each
+        # present member carries its own leading comma and the first one is cut off
+        pre = [pc.coalesce(pc.binary_join_element_wise(",", p, ""), "") for p in parts]
+        joined = pc.utf8_slice_codeunits(pc.binary_join_element_wise(*pre, ""), 1)
+        joined = pc.if_else(pc.equal(joined, ""), pa.scalar(None, pa.string()), joined)
+    return pc.binary_join_element_wise("{", joined, "}", "")
+
+
+def json_members(tree: Tree, n: int) -> list[pa.Array]:
+    """``"key":value`` fragments (null where the value is null) of a nested tree of columns."""
+    parts: list[pa.Array] = []
+    for key, node in tree.items():
+        if isinstance(node, Raw):
+            inner = node.array
+        elif isinstance(node, Mapping):
+            inner = json_object(node, n)
+        else:
+            inner = json_values(node)
+        if inner.null_count == len(inner):
+            continue
+        parts.append(pc.binary_join_element_wise(orjson.dumps(key).decode() + ":", inner, ""))
+    return parts
+
+
+def json_object(tree: Tree, n: int, raw_members: list[pa.Array] | None = None) -> pa.Array:
+    """JSON object text per row from a nested tree of columns; null where every value is null.
+
+    ``raw_members`` are extra columns already holding ``"k":v,...`` text (or null).
+    """
+    return _join(json_members(tree, n) + list(raw_members or ()), n)
+
+
+def list_of(*cols: pa.Array, value_type: pa.DataType = pa.string()) -> pa.Array:
+    """Per-row list of the non-null values of ``cols`` (null where none), in column order."""
+    n = len(cols[0])
+    valid = np.stack([np.asarray(arr(c).is_valid()) for c in cols], axis=1)  # (n, k)
+    counts = valid.sum(axis=1)
+    offsets = np.zeros(n + 1, np.int32)
+    np.cumsum(counts, out=offsets[1:])
+    inter = pa.chunked_array([arr(c).cast(value_type) for c in cols]).combine_chunks()
+    # row-major order of (row, column) pairs that hold a value
+    order = (np.arange(len(cols))[None, :] * n + np.arange(n)[:, None])[valid]
+    values = inter.take(pa.array(order))
+    return pa.ListArray.from_arrays(pa.array(offsets), values, mask=pa.array(counts == 0))
+
+
+def nulls_like(n: int, t: pa.DataType) -> pa.Array:
+    return pa.nulls(n, t)
+
+
+def constant(value: Any, n: int, t: pa.DataType | None = None) -> pa.Array:
+    return pa.array(np.full(n, value)) if t is None else pa.repeat(pa.scalar(value, t), n)
+
+
+def slices_to_strings(data: bytes, starts: np.ndarray, ends: np.ndarray) -> pa.Array:
+    """One string per [start, end) slice of ``data``, copied once with NumPy (no per-row objects).
+
+    The caller guarantees the slices are valid UTF-8 (the JSON reader checked them).
+    """
+    buf = np.frombuffer(data, np.uint8)
+    lengths = (ends - starts).astype(np.int64)
+    offsets = np.zeros(len(starts) + 1, np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    # slices do not overlap: a running sum of +1 at each start and -1 at each end marks
+    # exactly the bytes to keep
+    edge = np.zeros(len(buf) + 1, np.int8)
+    np.add.at(edge, starts, 1)
+    np.add.at(edge, ends, -1)
+    values = buf[np.cumsum(edge[:-1], dtype=np.int8) > 0]
+    if offsets[-1] < 2**31:
+        return pa.StringArray.from_buffers(
+            len(starts), pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(values))
+    return pa.LargeStringArray.from_buffers(
+        len(starts), pa.py_buffer(offsets), pa.py_buffer(values)).cast(pa.string())
+
+
+def constant_list(value: str, n: int) -> pa.Array:
+    """A one-element list [value] on every row."""
+    return pa.ListArray.from_arrays(pa.array(np.arange(n + 1, dtype=np.int32)),
+                                    pa.repeat(pa.scalar(value), n))
