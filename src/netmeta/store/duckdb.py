@@ -127,8 +127,8 @@ class Store:
         return {(int(d), int(i)): int(o) for d, i, o in rows}
 
     def append(self, events: pa.Table | None, failures: pa.Table | None = None,
-               positions: Sequence[Position] = (), now: dt.datetime | None = None
-               ) -> dict[str, int]:
+               positions: Sequence[Position] = (), now: dt.datetime | None = None,
+               forget: Sequence[tuple[str, int, int]] = ()) -> dict[str, int]:
         """Store a batch in one transaction; returns rows stored per stream."""
         day = (now or _utcnow()).date().isoformat()
         counts: dict[str, int] = {}
@@ -147,6 +147,10 @@ class Store:
                         'INSERT OR REPLACE INTO file_positions VALUES (?, ?, ?, ?, ?, ?)',
                         [[p.input, p.device, p.inode, p.path, p.offset, _utcnow()]
                          for p in positions])
+                if forget:  # files closed for good: an inode reused later starts at 0
+                    con.executemany(
+                        "DELETE FROM file_positions WHERE input = ? AND device = ? AND inode = ?",
+                        [list(k) for k in forget])
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
@@ -238,7 +242,7 @@ class Store:
 
     def failures(self, limit: int = 100) -> pa.Table:
         return self.con.cursor().execute(
-            'SELECT * FROM failures ORDER BY "@timestamp" DESC LIMIT ?', [limit]).arrow()
+            'SELECT * FROM failures ORDER BY "@timestamp" DESC LIMIT ?', [limit]).fetch_arrow_table()
 
     def close(self) -> None:
         self.con.close()

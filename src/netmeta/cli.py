@@ -1,0 +1,380 @@
+"""The ``netmeta`` command: serve, ingest, search, top, check-config."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+import orjson
+
+from netmeta import config as config_mod
+from netmeta.config import Config, ConfigError
+
+log = logging.getLogger("netmeta")
+SERVE_FILE = "serve.json"  # written by `serve` in the data dir: who owns the store
+
+
+def _load(config: str | None, data_dir: str | None) -> Config:
+    path = config
+    if path is None and Path(config_mod.DEFAULT_FILE).is_file():
+        path = config_mod.DEFAULT_FILE
+    try:
+        return config_mod.load(path, data_dir)
+    except ConfigError as e:
+        raise click.ClickException(str(e)) from None
+
+
+def common(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """--config and --data-dir on every command."""
+    @click.option("--config", "-c", "config", type=click.Path(dir_okay=False),
+                  help="Configuration file (default: ./netmeta.yml when present).")
+    @click.option("--data-dir", "-d", "data_dir", type=click.Path(file_okay=False),
+                  help="Data directory (overrides data_dir of the configuration).")
+    @functools.wraps(fn)
+    def wrapper(*args: Any, config: str | None, data_dir: str | None, **kw: Any) -> Any:
+        return fn(*args, cfg=_load(config, data_dir), **kw)
+    return wrapper
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+def main(verbose: bool) -> None:
+    """netmeta: network metadata → ECS, stored, searchable."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+
+
+# ---------------------------------------------------------------- check-config
+
+@main.command("check-config")
+@common
+def check_config(cfg: Config) -> None:
+    """Validate the configuration; name the exact key that is wrong and why."""
+    click.echo(f"configuration OK ({cfg.source or 'built-in defaults'}): "
+               f"{len(cfg.inputs)} input(s), {len(cfg.index_sets)} index set(s), "
+               f"{len(cfg.streams)} stream(s), data dir {cfg.data_dir}")
+
+
+# ---------------------------------------------------------------- serve
+
+def _owner(cfg: Config) -> dict[str, Any] | None:
+    """The running `serve` that owns this data dir, if any."""
+    p = Path(cfg.data_dir) / SERVE_FILE
+    try:
+        info = json.loads(p.read_text())
+        os.kill(int(info["pid"]), 0)
+        return info
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def _open_store(cfg: Config, read_only: bool = False) -> Any:
+    from netmeta.pipeline import build_store
+    from netmeta.store.duckdb import StoreLocked
+    try:
+        return build_store(cfg, read_only=read_only)
+    except StoreLocked:
+        owner = _owner(cfg)
+        who = f"netmeta serve (pid {owner['pid']})" if owner else "another process"
+        raise click.ClickException(
+            f"the store in {cfg.data_dir} is in use by {who}; stop it or use another "
+            "--data-dir") from None
+
+
+@main.command()
+@common
+def serve(cfg: Config) -> None:
+    """Run the collector: inputs, pipeline, store and the HTTP port."""
+    from netmeta.pipeline import Pipeline, TailSource
+    from netmeta.web.app import HttpServer, create_app
+
+    store = _open_store(cfg)
+    dropped = store.apply_retention()
+    if dropped:
+        log.info("retention dropped %d day partition(s)", len(dropped))
+    pipeline = Pipeline(cfg, store)
+    stop = threading.Event()
+    sources = []
+    for name, inp in cfg.inputs.items():
+        if inp.enabled:
+            src = TailSource(name, inp, pipeline, store, stop)
+            src.start()
+            sources.append(src)
+            log.info("input %s (%s): tailing %s", name, inp.type, ", ".join(inp.paths))
+    http = HttpServer(create_app(store), cfg.http.listen, cfg.http.port)
+    http.start()
+    owner_file = Path(cfg.data_dir) / SERVE_FILE
+    owner_file.write_text(json.dumps({"pid": os.getpid(), "listen": cfg.http.listen,
+                                      "port": cfg.http.port}))
+    log.info("netmeta serving: data dir %s, http://%s:%d/metrics", cfg.data_dir,
+             cfg.http.listen, cfg.http.port)
+
+    def on_signal(signum: int, _: Any) -> None:
+        log.info("signal %d: flushing and stopping", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    last_retention = time.monotonic()
+    try:
+        while not stop.wait(1.0):
+            if pipeline.error is not None:
+                log.error("pipeline failed: %s", pipeline.error)
+                break
+            if time.monotonic() - last_retention > 3600:
+                store.apply_retention()
+                last_retention = time.monotonic()
+    finally:
+        stop.set()
+        for s in sources:
+            s.join(timeout=30)
+        pipeline.close()
+        http.stop()
+        owner_file.unlink(missing_ok=True)
+        store.close()
+        log.info("stopped")
+
+
+# ---------------------------------------------------------------- ingest
+
+@main.command()
+@click.option("--format", "fmt", type=click.Choice(["goflow2"]), required=True,
+              help="Input format of the files.")
+@click.option("--input", "input_name", default=None,
+              help="Input name the events are stored under (default: the format).")
+@click.option("--stdout", "to_stdout", is_flag=True,
+              help="Print the ECS documents as NDJSON instead of storing them (dry run).")
+@click.option("--progress/--no-progress", default=None,
+              help="Progress bar on stderr (default: when stderr is a terminal).")
+@click.argument("files", nargs=-1, required=True)
+@common
+def ingest(cfg: Config, fmt: str, input_name: str | None, to_stdout: bool,
+           progress: bool | None, files: tuple[str, ...]) -> None:
+    """Import FILE... ('-' for stdin) through the same pipeline as serve."""
+    from netmeta.config import Input
+    from netmeta.pipeline import Pipeline, job_from_chunk, ndjson_sink
+    from netmeta.sources.files import read_file
+
+    name = input_name or fmt
+    if name not in cfg.inputs:  # same tags/fields/enrichment as a configured input would get
+        cfg.inputs[name] = Input(type=fmt, paths=[], enabled=False)
+    for f in files:
+        if f != "-" and not Path(f).is_file():
+            raise click.ClickException(f"no such file: {f}")
+    store = None if to_stdout else _open_store(cfg)
+    out = sys.stdout.buffer
+    pipeline = Pipeline(cfg, store, ndjson_sink(out.write) if to_stdout else None)
+    total = sum(Path(f).stat().st_size for f in files if f != "-")
+    show = progress if progress is not None else sys.stderr.isatty()
+    started = time.monotonic()
+    try:
+        with _progress(show, total) as update:
+            for f in files:
+                for chunk in read_file(f, read_size=cfg.pipeline.read_size,
+                                       max_line=cfg.pipeline.max_line):
+                    pipeline.submit(job_from_chunk(name, fmt, chunk, False))
+                    update(pipeline.stats)
+            pipeline.close()
+            update(pipeline.stats)
+    finally:
+        if store is not None:
+            store.close()
+    s = pipeline.stats
+    took = max(time.monotonic() - started, 1e-9)
+    verb = "printed" if to_stdout else "stored"
+    click.echo(f"{s.events} events {verb}, {s.failures} failures, {s.bytes} bytes in "
+               f"{took:.2f} s ({s.records / took:,.0f} records/s)", err=True)
+
+
+class _progress:
+    """rich progress bar: bytes, events/s, failures (a no-op when not shown)."""
+
+    def __init__(self, show: bool, total: int) -> None:
+        self.show, self.total = show, total
+
+    def __enter__(self) -> Callable[[Any], None]:
+        if not self.show:
+            return lambda stats: None
+        from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
+        self.bar = Progress(TextColumn("ingest"), BarColumn(), DownloadColumn(),
+                            TextColumn("{task.fields[rate]} events/s"),
+                            TextColumn("{task.fields[failures]} failures"),
+                            TimeElapsedColumn(), transient=False)
+        self.bar.start()
+        self.task = self.bar.add_task("ingest", total=self.total or None, rate="0",
+                                      failures=0)
+        self.t0 = time.monotonic()
+
+        def update(stats: Any) -> None:
+            rate = stats.events / max(time.monotonic() - self.t0, 1e-6)
+            self.bar.update(self.task, completed=stats.bytes, rate=f"{rate:,.0f}",
+                            failures=stats.failures)
+        return update
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.show:
+            self.bar.stop()
+
+
+# ---------------------------------------------------------------- search / top
+
+def _remote(cfg: Config, path: str, params: dict[str, Any]) -> Any:
+    owner = _owner(cfg)
+    if owner is None:
+        return None
+    host = owner.get("listen", "127.0.0.1")
+    host = "127.0.0.1" if host in ("0.0.0.0", "") else host
+    qs = urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
+    url = f"http://{host}:{owner['port']}{path}?{qs}"
+    try:
+        with urllib.request.urlopen(url, timeout=60) as r:
+            return orjson.loads(r.read())
+    except urllib.error.HTTPError as e:
+        body = e.read()
+        try:
+            msg = orjson.loads(body).get("error", body.decode())
+        except orjson.JSONDecodeError:
+            msg = body.decode(errors="replace")
+        raise click.ClickException(msg) from None
+
+
+def _local(cfg: Config) -> Any:
+    from netmeta.store.duckdb import Store, StoreLocked
+    try:
+        return Store(cfg.data_dir, read_only=True)
+    except FileNotFoundError as e:
+        raise click.ClickException(str(e)) from None
+    except StoreLocked:
+        raise click.ClickException(
+            f"the store in {cfg.data_dir} is in use and no netmeta serve answers for it") \
+            from None
+
+
+def _run_query(fn: Callable[[], Any]) -> Any:
+    from netmeta.query.kql import KQLError
+    try:
+        return fn()
+    except (KQLError, ValueError) as e:
+        raise click.ClickException(str(e)) from None
+
+
+DEFAULT_COLUMNS = ["@timestamp", "event.action", "source.ip", "source.port", "destination.ip",
+                   "destination.port", "network.transport", "network.bytes"]
+
+
+@main.command()
+@click.argument("kql", default="")
+@click.option("--from", "start", help="Start time: ISO 8601 or now-15m, now-7d ...")
+@click.option("--to", "end", help="End time (default: now).")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1_000_000))
+@click.option("--fields", help="Comma-separated fields to show.")
+@click.option("--json", "as_json", is_flag=True, help="NDJSON documents.")
+@click.option("--failures", is_flag=True, help="Show the failure store instead.")
+@common
+def search(cfg: Config, kql: str, start: str | None, end: str | None, limit: int,
+           fields: str | None, as_json: bool, failures: bool) -> None:
+    """Search stored events with KQL (newest first)."""
+    from netmeta.query import search as q
+    wanted = [f.strip() for f in (fields or "").split(",") if f.strip()]
+    if failures:
+        remote = _remote(cfg, "/api/failures", {"limit": limit})
+        if remote is not None:
+            rows = remote["failures"]
+        else:
+            store = _local(cfg)
+            rows = store.failures(limit).to_pylist()
+            store.close()
+            for r in rows:
+                r["@timestamp"] = r["@timestamp"].isoformat() + "Z"
+        _print_failures(rows, as_json)
+        return
+    params = {"q": kql, "from": start, "to": end, "limit": limit, "fields": ",".join(wanted)}
+    remote = _run_query(lambda: _remote(cfg, "/api/search", params))
+    if remote is not None:
+        hits, total = remote["hits"], remote["total"]
+    else:
+        store = _local(cfg)
+        query = _run_query(lambda: q.Query(kql, q.parse_time(start), q.parse_time(end)))
+        hits = _run_query(lambda: q.search(store, query, limit, wanted))
+        total = _run_query(lambda: q.count(store, query))
+        store.close()
+    if as_json:
+        for h in hits:
+            click.echo(orjson.dumps(h).decode())
+        return
+    _print_table(hits, wanted or DEFAULT_COLUMNS, total)
+
+
+def _print_table(hits: list[dict[str, Any]], columns: list[str], total: int) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from netmeta.query.search import pick
+    table = Table(*columns, title=f"{len(hits)} of {total} events", title_justify="left")
+    for h in hits:
+        vals = [pick(h, c) if "." in c or c.startswith("@") else h.get(c) for c in columns]
+        table.add_row(*["" if v is None else (", ".join(map(str, v)) if isinstance(v, list)
+                        else str(v)) for v in vals])
+    Console(width=200).print(table)
+
+
+def _print_failures(rows: list[dict[str, Any]], as_json: bool) -> None:
+    if as_json:
+        for r in rows:
+            click.echo(orjson.dumps(r).decode())
+        return
+    for r in rows:
+        where = f"{r.get('log.file.path') or '-'}:{r.get('log.offset')}"
+        click.echo(f"{r['@timestamp']}  {r['_input']}  {where}  {r['error.message']}")
+        click.echo(f"    {(r.get('event.original') or '')[:300]}")
+    click.echo(f"{len(rows)} failure(s)", err=True)
+
+
+@main.command()
+@click.argument("field")
+@click.option("--by", help="Rank by the sum of this numeric field (default: event count).")
+@click.option("--query", "kql", default="", help="KQL filter.")
+@click.option("--from", "start")
+@click.option("--to", "end")
+@click.option("--limit", default=10, show_default=True, type=click.IntRange(1, 100_000))
+@click.option("--json", "as_json", is_flag=True)
+@common
+def top(cfg: Config, field: str, by: str | None, kql: str, start: str | None,
+        end: str | None, limit: int, as_json: bool) -> None:
+    """Top values of FIELD by count or by the sum of --by."""
+    from netmeta.query import search as q
+    params = {"field": field, "by": by, "q": kql, "from": start, "to": end, "limit": limit}
+    remote = _run_query(lambda: _remote(cfg, "/api/top", params))
+    if remote is not None:
+        rows = [(b["key"], b["value"]) for b in remote["buckets"]]
+    else:
+        store = _local(cfg)
+        query = _run_query(lambda: q.Query(kql, q.parse_time(start), q.parse_time(end)))
+        rows = _run_query(lambda: q.top(store, field, query, by, limit))
+        store.close()
+    if as_json:
+        for k, v in rows:
+            click.echo(orjson.dumps({"key": k, "value": v}).decode())
+        return
+    width = max([len(str(k)) for k, _ in rows] + [len(field)])
+    click.echo(f"{field:<{width}}  {by or 'count'}")
+    for k, v in rows:
+        click.echo(f"{k!s:<{width}}  {v:,.0f}" if isinstance(v, int | float) else f"{k}  {v}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,215 @@
+"""netmeta.yml: loading and validation.
+
+The file is decoded into typed structs; any error names the exact key (``$.inputs.goflow2
+.paths``) and why. Semantic checks (KQL rules compile, networks parse, databases exist)
+follow the same rule.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+import yaml
+
+DEFAULT_FILE = "netmeta.yml"
+
+
+class ConfigError(ValueError):
+    """A configuration problem, worded for the user: key path and reason."""
+
+
+class _S(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    pass
+
+
+class Http(_S):
+    listen: str = "127.0.0.1"
+    port: int = 8000
+
+
+class Pipeline(_S):
+    workers: int = 2  # decode/normalize/enrich processes; 0 runs them in the main process
+    batch_size: int = 100_000  # events per store append
+    batch_timeout: float = 1.0  # seconds before a partial batch is stored
+    queue_size: int = 8  # chunks in flight between reader, workers and writer
+    read_size: int = 4 << 20  # bytes read from a file at a time
+    max_line: int = 1 << 20  # longer lines become failure events
+
+
+class GeoIPConfig(_S):
+    city_db: str | None = None
+    asn_db: str | None = None
+    cache_size: int = 65536
+
+
+class CommunityIdConfig(_S):
+    seed: int = 0
+
+
+class Enrich(_S):
+    geoip: GeoIPConfig = msgspec.field(default_factory=GeoIPConfig)
+    community_id: CommunityIdConfig = msgspec.field(default_factory=CommunityIdConfig)
+    internal_networks: list[str] = msgspec.field(default_factory=lambda: ["private"])
+
+
+class InputEnrich(_S):
+    geoip: bool = True
+    community_id: bool = True
+    locality: bool = True
+
+
+class Input(_S):
+    type: Literal["goflow2"]
+    paths: list[str] = msgspec.field(default_factory=list)
+    enabled: bool = True
+    index_set: str = "default"
+    tags: list[str] = msgspec.field(
+        default_factory=lambda: ["preserve_original_event", "forwarded", "sflow"])
+    fields: dict[str, Any] = msgspec.field(default_factory=dict)
+    enrich: InputEnrich = msgspec.field(default_factory=InputEnrich)
+    poll_interval: float = 0.25
+
+
+class IndexSetConfig(_S):
+    title: str = ""
+    retention_days: int = 90
+
+
+class StreamConfig(_S):
+    name: str
+    index_set: str = "default"
+    inputs: list[str] = msgspec.field(default_factory=list)
+    rule: str = ""
+
+
+class Config(_S):
+    data_dir: str = "./data"
+    http: Http = msgspec.field(default_factory=Http)
+    pipeline: Pipeline = msgspec.field(default_factory=Pipeline)
+    enrich: Enrich = msgspec.field(default_factory=Enrich)
+    index_sets: dict[str, IndexSetConfig] = msgspec.field(
+        default_factory=lambda: {"default": IndexSetConfig(title="Default index set")})
+    streams: list[StreamConfig] = msgspec.field(default_factory=list)
+    inputs: dict[str, Input] = msgspec.field(default_factory=dict)
+    source: str | None = None  # the file this came from (not a key of the file)
+
+
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+
+
+def load(path: str | os.PathLike[str] | None, data_dir: str | None = None) -> Config:
+    """Read and validate a config file (None: defaults only); ``data_dir`` overrides."""
+    raw: Any = {}
+    if path is not None:
+        p = Path(path)
+        try:
+            text = p.read_text()
+        except OSError as e:
+            raise ConfigError(f"{p}: cannot read: {e.strerror}") from None
+        try:
+            raw = yaml.safe_load(text) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{p}: not valid YAML: {e}") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{p}: expected a mapping of settings at the top level")
+    # mappings keyed by user-chosen names are converted one entry at a time so that an
+    # error names the entry (msgspec alone would say "inputs[...]")
+    named: dict[str, dict[str, Any]] = {}
+    for key, kind in (("inputs", Input), ("index_sets", IndexSetConfig)):
+        section = raw.pop(key, None) if isinstance(raw, dict) else None
+        if section is None:
+            continue
+        if not isinstance(section, dict):
+            raise ConfigError(f"{path}: key {key}: expected a mapping of name: settings")
+        named[key] = {}
+        for name, body in section.items():
+            try:
+                named[key][str(name)] = msgspec.convert(body or {}, kind, strict=False)
+            except msgspec.ValidationError as e:
+                raise ConfigError(f"{path}: {_readable(str(e), f'{key}.{name}')}") from None
+    try:
+        cfg = msgspec.convert(raw, Config, strict=False)
+    except msgspec.ValidationError as e:
+        raise ConfigError(f"{path}: {_readable(str(e))}") from None
+    for key, values in named.items():
+        setattr(cfg, key, values)
+    cfg.source = str(path) if path is not None else None
+    if data_dir is not None:
+        cfg.data_dir = data_dir
+    check(cfg)
+    return cfg
+
+
+def _readable(msg: str, prefix: str = "") -> str:
+    # msgspec says "Expected `int`, got `str` - at `$.pipeline.workers`": key first
+    m = re.match(r"(?s)(.*) - at `\$(.*)`$", msg)
+    if m:
+        key = (prefix + m.group(2)).lstrip(".")
+        return f"key {key or '(top level)'}: {m.group(1)}"
+    return f"key {prefix}: {msg}" if prefix else msg
+
+
+def check(cfg: Config) -> None:
+    """Semantic checks msgspec cannot do; raises ConfigError naming the key."""
+    from netmeta.enrich.locality import Locality
+    from netmeta.query.kql import KQLError
+    from netmeta.query.sql import compile_where
+
+    def fail(key: str, why: str) -> None:
+        raise ConfigError(f"{cfg.source}: key {key}: {why}")
+
+    if not 0 < cfg.http.port < 65536:
+        fail("http.port", f"{cfg.http.port} is not a TCP port (1-65535)")
+    pl = cfg.pipeline
+    for key, value, lo in (("workers", pl.workers, 0), ("batch_size", pl.batch_size, 1),
+                           ("queue_size", pl.queue_size, 1), ("read_size", pl.read_size, 4096),
+                           ("max_line", pl.max_line, 256)):
+        if value < lo:
+            fail(f"pipeline.{key}", f"must be at least {lo}, got {value}")
+    if pl.batch_timeout <= 0:
+        fail("pipeline.batch_timeout", "must be a positive number of seconds")
+    for key in ("city_db", "asn_db"):
+        path = getattr(cfg.enrich.geoip, key)
+        if path and not Path(path).is_file():
+            fail(f"enrich.geoip.{key}", f"no such file: {path}")
+    if not 0 <= cfg.enrich.community_id.seed < 65536:
+        fail("enrich.community_id.seed", "must be 0-65535")
+    try:
+        Locality(cfg.enrich.internal_networks)
+    except ValueError as e:
+        fail("enrich.internal_networks", str(e))
+    for name, s in cfg.index_sets.items():
+        if not _NAME.match(name):
+            fail(f"index_sets.{name}", "names are lowercase letters, digits and _")
+        if s.retention_days < 1:
+            fail(f"index_sets.{name}.retention_days", "must be at least 1 day")
+    sets = set(cfg.index_sets) | {"default"}
+    for name, inp in cfg.inputs.items():
+        if not _NAME.match(name):
+            fail(f"inputs.{name}", "input names are lowercase letters, digits and _")
+        if inp.index_set not in sets:
+            fail(f"inputs.{name}.index_set", f"no index set {inp.index_set!r} "
+                 f"(defined: {', '.join(sorted(sets))})")
+        if inp.enabled and not inp.paths:
+            fail(f"inputs.{name}.paths", "give at least one file or glob")
+        if inp.poll_interval <= 0:
+            fail(f"inputs.{name}.poll_interval", "must be a positive number of seconds")
+    seen: set[str] = set()
+    for i, s in enumerate(cfg.streams):
+        if s.name in seen or s.name in cfg.inputs:
+            fail(f"streams[{i}].name", f"stream {s.name!r} is defined twice (each input "
+                 "already has a default stream of its own name)")
+        seen.add(s.name)
+        if s.index_set not in sets:
+            fail(f"streams[{i}].index_set", f"no index set {s.index_set!r}")
+        for j, inp_name in enumerate(s.inputs):
+            if inp_name not in cfg.inputs:
+                fail(f"streams[{i}].inputs[{j}]", f"no input {inp_name!r}")
+        try:
+            compile_where(s.rule)
+        except KQLError as e:
+            fail(f"streams[{i}].rule", f"invalid KQL: {e}")

@@ -1,0 +1,31 @@
+"""Prometheus metrics of one netmeta process (served on /metrics)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+received = Counter("netmeta_input_records", "Records read by an input (events + failures)",
+                   ["input"], registry=REGISTRY)
+received_bytes = Counter("netmeta_input_bytes", "Bytes read by an input", ["input"],
+                         registry=REGISTRY)
+events = Counter("netmeta_input_events", "Events an input produced", ["input"],
+                 registry=REGISTRY)
+failed = Counter("netmeta_input_failures", "Records of an input that failed to decode or "
+                 "normalize (stored in the failure store)", ["input"], registry=REGISTRY)
+stored = Counter("netmeta_stream_events_stored", "Events stored per stream", ["stream"],
+                 registry=REGISTRY)
+dropped = Counter("netmeta_dropped", "Records dropped (e.g. UDP datagrams on a full queue)",
+                  ["input", "reason"], registry=REGISTRY)
+queue_depth = Gauge("netmeta_queue_depth", "Items waiting in a pipeline queue", ["queue"],
+                    registry=REGISTRY)
+append_seconds = Histogram("netmeta_store_append_seconds", "Time of one store transaction",
+                           registry=REGISTRY,
+                           buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+truncations = Counter("netmeta_file_truncations", "Tailed files seen truncated", ["input"],
+                      registry=REGISTRY)
+
+
+def exposition() -> bytes:
+    return generate_latest(REGISTRY)

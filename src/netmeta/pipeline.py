@@ -1,0 +1,430 @@
+"""sources → decode → normalize → enrich → route → sinks, batched.
+
+Threads in the main process read (one per input) and write (one writer owns the store);
+decoding, normalizing and enriching run in a pool of worker processes on whole chunks.
+Between the stages are bounded queues: a full queue blocks the file readers
+(backpressure); a datagram source would count a drop instead. Results are consumed in the
+order chunks were read, so the file positions committed with a batch never run ahead of
+the events stored, which makes tailing exactly-once across crashes.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import pyarrow as pa
+
+from netmeta import metrics
+from netmeta.config import Config, Input
+from netmeta.decode.jsonlines import decode_lines
+from netmeta.enrich.community_id import add_community_id
+from netmeta.enrich.geoip import GeoIP
+from netmeta.enrich.locality import Locality
+from netmeta.event import (
+    FIELDS,
+    META_EXTRA,
+    Failure,
+    add_ip_keys,
+    failures_table,
+    to_documents,
+)
+from netmeta.normalize import goflow2
+from netmeta.route.streams import Stream
+from netmeta.sources.files import Chunk, Tailer
+from netmeta.store.duckdb import IndexSet, Position, Store
+
+log = logging.getLogger("netmeta")
+
+
+# ---------------------------------------------------------------- work items
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One chunk of one input, to be turned into events in a worker."""
+
+    input: str
+    format: str
+    origin: goflow2.Origin
+    data: bytes
+    oversized: tuple[tuple[int, bytes], ...] = ()
+    end: int | None = None  # file position after this chunk (None: not tracked)
+    forget: tuple[tuple[int, int], ...] = ()  # positions to delete once this is stored
+
+
+@dataclass(slots=True)
+class Result:
+    input: str
+    events: pa.Table | None
+    failures: list[Failure]
+    position: Position | None
+    forget: tuple[tuple[int, int], ...]
+    nbytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class EnrichSpec:
+    """Everything a worker needs to build its enrichers (picklable)."""
+
+    city_db: str | None
+    asn_db: str | None
+    cache_size: int
+    seed: int
+    internal_networks: tuple[str, ...]
+    inputs: dict[str, tuple[bool, bool, bool, tuple[str, ...], tuple[tuple[str, Any], ...]]]
+    max_line: int
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> EnrichSpec:
+        g = cfg.enrich.geoip
+        return cls(g.city_db or None, g.asn_db or None, g.cache_size,
+                   cfg.enrich.community_id.seed, tuple(cfg.enrich.internal_networks),
+                   {name: _input_spec(i) for name, i in cfg.inputs.items()},
+                   cfg.pipeline.max_line)
+
+
+def _input_spec(i: Input) -> tuple[bool, bool, bool, tuple[str, ...], tuple[tuple[str, Any], ...]]:
+    return (i.enrich.geoip, i.enrich.community_id, i.enrich.locality, tuple(i.tags),
+            tuple(_flatten(i.fields).items()))
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[prefix + k] = v
+    return out
+
+
+class Processor:
+    """decode → normalize → enrich for one chunk; one per worker process."""
+
+    def __init__(self, spec: EnrichSpec) -> None:
+        self.spec = spec
+        self.geoip = GeoIP(spec.city_db, spec.asn_db, spec.cache_size)
+        self.locality = Locality(list(spec.internal_networks))
+
+    def __call__(self, job: Job) -> Result:
+        fails: list[Failure] = [
+            Failure(job.input, f"line longer than {self.spec.max_line} bytes (pipeline.max_line);"
+                    " its first bytes are kept", first, job.origin.path, off)
+            for off, first in job.oversized]
+        table = None
+        if job.data:
+            decoded = decode_lines(job.data, goflow2.SCHEMA)
+            out = goflow2.normalize(decoded, job.data, job.origin)
+            fails += out.failures
+            if out.events:
+                table = (out.events[0] if len(out.events) == 1
+                         else pa.concat_tables(out.events, promote_options="default"))
+                table = self.enrich(job.input, table)
+        position = None
+        if job.end is not None:
+            o = job.origin
+            position = Position(job.input, o.device, o.inode, o.path, job.end)
+        return Result(job.input, table, fails, position, job.forget, len(job.data))
+
+    def enrich(self, input_name: str, table: pa.Table) -> pa.Table:
+        geo, cid, loc, tags, fields = self.spec.inputs.get(
+            input_name, (True, True, True, (), ()))
+        table = _static(table, tags, fields)
+        if geo:
+            table = self.geoip.apply(table)
+        if loc:
+            table = self.locality.apply(table)
+        if cid:
+            table = add_community_id(table, self.spec.seed)
+        return add_ip_keys(table)
+
+
+def _static(table: pa.Table, tags: tuple[str, ...], fields: tuple[tuple[str, Any], ...]
+            ) -> pa.Table:
+    """The input's configured tags and fields (Filebeat's ``tags`` / ``fields``), on every event."""
+    n = table.num_rows
+    if tags:
+        arr = pa.array([list(tags)] * n, pa.list_(pa.string()))
+        table = table.append_column("tags", arr) if "tags" not in table.column_names \
+            else table.set_column(table.column_names.index("tags"), "tags", arr)
+    loose: dict[str, Any] = {}
+    for name, value in fields:
+        f = FIELDS.get(name)
+        if f is None or name in table.column_names:
+            loose[name] = value
+            continue
+        table = table.append_column(name, pa.array([value] * n, f.arrow_type))
+    if loose:
+        extra = table.column(META_EXTRA).to_pylist()
+        merged = []
+        for text in extra:
+            doc = orjson.loads(text) if text else {}
+            for name, value in loose.items():
+                cur = doc
+                *parents, last = name.split(".")
+                for p in parents:
+                    cur = cur.setdefault(p, {})
+                cur[last] = value
+            merged.append(orjson.dumps(doc).decode())
+        table = table.set_column(table.column_names.index(META_EXTRA), META_EXTRA,
+                                 pa.array(merged, pa.string()))
+    return table
+
+
+# worker-process state (set by the pool initializer)
+_PROCESSOR: Processor | None = None
+
+
+def _init_worker(spec: EnrichSpec) -> None:
+    global _PROCESSOR
+    _PROCESSOR = Processor(spec)
+
+
+def _run_job(job: Job) -> Result:
+    assert _PROCESSOR is not None
+    return _PROCESSOR(job)
+
+
+class _Inline(cf.Executor):
+    """workers: 0 — run jobs in the calling thread (tests, tiny inputs)."""
+
+    def __init__(self, spec: EnrichSpec) -> None:
+        self.processor = Processor(spec)
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future[Any]:
+        # fn is _run_job, which reads the worker-process global; here the processor is ours
+        fut: cf.Future[Any] = cf.Future()
+        try:
+            fut.set_result(self.processor(*args))
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer
+            fut.set_exception(e)
+        return fut
+
+
+# ---------------------------------------------------------------- the pipeline
+
+@dataclass(slots=True)
+class Stats:
+    records: int = 0
+    events: int = 0
+    failures: int = 0
+    bytes: int = 0
+    stored: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+_STOP = object()
+
+
+class Pipeline:
+    """Owns the workers and the writer; sources feed it with :meth:`submit`."""
+
+    def __init__(self, cfg: Config, store: Store | None,
+                 sink: Callable[[pa.Table], None] | None = None) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.sink = sink  # instead of the store (``ingest --stdout``)
+        spec = EnrichSpec.from_config(cfg)
+        self._log_geoip(spec)
+        if cfg.pipeline.workers > 0:
+            self.executor: cf.Executor = cf.ProcessPoolExecutor(
+                cfg.pipeline.workers, initializer=_init_worker, initargs=(spec,))
+        else:
+            self.executor = _Inline(spec)
+        self.futures: queue.Queue[Any] = queue.Queue(maxsize=cfg.pipeline.queue_size)
+        self.stats = Stats()
+        self.error: BaseException | None = None
+        self._writer = threading.Thread(target=self._write_loop, name="writer", daemon=True)
+        self._writer.start()
+
+    @staticmethod
+    def _log_geoip(spec: EnrichSpec) -> None:
+        reason = GeoIP.disabled_reason(spec.city_db, spec.asn_db)
+        if reason:
+            log.warning(reason)
+
+    def submit(self, job: Job) -> None:
+        """Hand a chunk over; blocks while the queue is full (backpressure)."""
+        if self.error is not None:
+            raise RuntimeError("pipeline writer failed") from self.error
+        fut = self.executor.submit(_run_job, job)
+        while True:
+            try:
+                self.futures.put(fut, timeout=0.5)
+                break
+            except queue.Full:
+                if self.error is not None:
+                    raise RuntimeError("pipeline writer failed") from self.error
+        metrics.queue_depth.labels("chunks").set(self.futures.qsize())
+
+    def close(self) -> None:
+        """Flush everything in flight, then stop (graceful shutdown)."""
+        self.futures.put(_STOP)
+        self._writer.join()
+        self.executor.shutdown(wait=True)
+        if self.error is not None:
+            raise RuntimeError(f"pipeline writer failed: {self.error}") from self.error
+
+    # -------------------------------------------------------- writer
+
+    def _write_loop(self) -> None:
+        pend_events: list[pa.Table] = []
+        pend_fail: list[Failure] = []
+        positions: dict[tuple[str, int, int], Position] = {}
+        forget: list[tuple[str, int, int]] = []
+        rows = 0
+        deadline = time.monotonic() + self.cfg.pipeline.batch_timeout
+        try:
+            while True:
+                timeout = max(0.0, deadline - time.monotonic())
+                try:
+                    item = self.futures.get(timeout=timeout)
+                except queue.Empty:
+                    item = None
+                if item is _STOP:
+                    break
+                if item is not None:
+                    res: Result = item.result()
+                    self._count(res)
+                    if res.events is not None and res.events.num_rows:
+                        pend_events.append(res.events)
+                        rows += res.events.num_rows
+                    pend_fail += res.failures
+                    if res.position is not None:
+                        p = res.position
+                        positions[(p.input, p.device, p.inode)] = p
+                    forget += [(res.input, d, i) for d, i in res.forget]
+                due = time.monotonic() >= deadline
+                if rows >= self.cfg.pipeline.batch_size or (due and (
+                        pend_events or pend_fail or positions or forget)):
+                    self._flush(pend_events, pend_fail, list(positions.values()), forget)
+                    pend_events, pend_fail, positions, forget, rows = [], [], {}, [], 0
+                if due or item is None:
+                    deadline = time.monotonic() + self.cfg.pipeline.batch_timeout
+            self._flush(pend_events, pend_fail, list(positions.values()), forget)
+        except BaseException as e:  # noqa: BLE001 - reported by submit()/close()
+            log.exception("writer failed")
+            self.error = e
+            # unblock a reader waiting on a full queue
+            while True:
+                try:
+                    self.futures.get_nowait()
+                except queue.Empty:
+                    break
+
+    def _count(self, res: Result) -> None:
+        n_ev = res.events.num_rows if res.events is not None else 0
+        n_fail = len(res.failures)
+        metrics.received.labels(res.input).inc(n_ev + n_fail)
+        metrics.received_bytes.labels(res.input).inc(res.nbytes)
+        metrics.events.labels(res.input).inc(n_ev)
+        metrics.failed.labels(res.input).inc(n_fail)
+        with self.stats.lock:
+            self.stats.records += n_ev + n_fail
+            self.stats.events += n_ev
+            self.stats.failures += n_fail
+            self.stats.bytes += res.nbytes
+
+    def _flush(self, events: list[pa.Table], fails: list[Failure], positions: list[Position],
+               forget: list[tuple[str, int, int]]) -> None:
+        metrics.queue_depth.labels("chunks").set(self.futures.qsize())
+        table = pa.concat_tables(events, promote_options="default") if events else None
+        if self.sink is not None:
+            if table is not None:
+                self.sink(table)
+            if fails:
+                for f in fails:
+                    log.warning("failure at %s:%s: %s", f.path or "-", f.offset, f.message)
+            return
+        if self.store is None:
+            return
+        if table is None and not fails and not positions and not forget:
+            return
+        with metrics.append_seconds.time():
+            counts = self.store.append(table, failures_table(fails) if fails else None,
+                                       positions, forget=forget)
+        for stream, n in counts.items():
+            metrics.stored.labels(stream).inc(n)
+        with self.stats.lock:
+            self.stats.stored += table.num_rows if table is not None else 0
+
+
+# ---------------------------------------------------------------- sources
+
+def job_from_chunk(input_name: str, fmt: str, chunk: Chunk, tracked: bool,
+                   forget: Iterable[tuple[int, int]] = ()) -> Job:
+    stdin = chunk.path == "-"
+    origin = goflow2.Origin(input_name, None if stdin else chunk.path, chunk.device,
+                            chunk.inode, chunk.offset)
+    return Job(input_name, fmt, origin, chunk.data, chunk.oversized,
+               chunk.end if tracked else None, tuple(forget))
+
+
+class TailSource(threading.Thread):
+    """Tails an input's globs and feeds the pipeline until stopped."""
+
+    def __init__(self, name: str, inp: Input, pipeline: Pipeline, store: Store,
+                 stop: threading.Event) -> None:
+        super().__init__(name=f"input-{name}", daemon=True)
+        self.input_name, self.inp, self.pipeline, self.stop = name, inp, pipeline, stop
+        pl = pipeline.cfg.pipeline
+        self.tailer = Tailer(inp.paths, store.positions(name), read_size=pl.read_size,
+                             max_line=pl.max_line)
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            truncs = 0
+            while not self.stop.is_set():
+                chunks = self.tailer.poll()
+                forgotten = self.tailer.forgotten()
+                for i, c in enumerate(chunks):
+                    last = i == len(chunks) - 1
+                    self.pipeline.submit(job_from_chunk(
+                        self.input_name, self.inp.type, c, True, forgotten if last else ()))
+                if forgotten and not chunks:
+                    self.pipeline.submit(Job(self.input_name, self.inp.type,
+                                             goflow2.Origin(self.input_name), b"",
+                                             forget=tuple(forgotten)))
+                if self.tailer.truncations > truncs:
+                    metrics.truncations.labels(self.input_name).inc(
+                        self.tailer.truncations - truncs)
+                    truncs = self.tailer.truncations
+                if not self.tailer.behind:
+                    self.stop.wait(self.inp.poll_interval)
+        except BaseException as e:  # noqa: BLE001 - logged, the service keeps running
+            if not self.stop.is_set():
+                log.exception("input %s stopped", self.input_name)
+                self.error = e
+        finally:
+            self.tailer.close()
+
+
+def build_store(cfg: Config, *, read_only: bool = False) -> Store:
+    sets = [IndexSet(n, s.title, s.retention_days) for n, s in cfg.index_sets.items()]
+    return Store(cfg.data_dir, sets, streams_of(cfg), read_only=read_only)
+
+
+def streams_of(cfg: Config) -> list[Stream]:
+    """Configured streams plus the default stream of every input (named after it)."""
+    out = [Stream(name, inp.index_set, (name,)) for name, inp in cfg.inputs.items()]
+    out += [Stream(s.name, s.index_set, tuple(s.inputs), s.rule) for s in cfg.streams]
+    return out
+
+
+def ndjson_sink(write: Callable[[bytes], Any]) -> Callable[[pa.Table], None]:
+    def sink(table: pa.Table) -> None:
+        write(b"".join(orjson.dumps(d) + b"\n" for d in to_documents(table)))
+    return sink
+
+
+def cpu_count() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
