@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import logging
+import multiprocessing
 import os
 import queue
 import threading
@@ -235,8 +236,11 @@ class Pipeline:
         spec = EnrichSpec.from_config(cfg)
         self._log_geoip(spec)
         if cfg.pipeline.workers > 0:
+            # spawn, not fork: a forked worker would inherit the open store and the
+            # threads' locks of this process
             self.executor: cf.Executor = cf.ProcessPoolExecutor(
-                cfg.pipeline.workers, initializer=_init_worker, initargs=(spec,))
+                cfg.pipeline.workers, mp_context=multiprocessing.get_context("spawn"),
+                initializer=_init_worker, initargs=(spec,))
         else:
             self.executor = _Inline(spec)
         self.futures: queue.Queue[Any] = queue.Queue(maxsize=cfg.pipeline.queue_size)

@@ -66,7 +66,7 @@ def search(store: Store, q: Query, limit: int = 100, fields: Sequence[str] = ()
     where, params = q.where()
     rows = store.cursor().execute(
         f'SELECT * FROM ({rel}) WHERE {where} ORDER BY "@timestamp" DESC LIMIT ?',
-        [*params, int(limit)]).fetch_arrow_table().to_pylist()
+        [*params, int(limit)]).to_arrow_table().to_pylist()
     docs = [row_to_document(r) for r in rows]
     if fields:
         return [{f: pick(d, f) for f in fields} for d in docs]

@@ -242,7 +242,7 @@ class Store:
 
     def failures(self, limit: int = 100) -> pa.Table:
         return self.con.cursor().execute(
-            'SELECT * FROM failures ORDER BY "@timestamp" DESC LIMIT ?', [limit]).fetch_arrow_table()
+            'SELECT * FROM failures ORDER BY "@timestamp" DESC LIMIT ?', [limit]).to_arrow_table()
 
     def close(self) -> None:
         self.con.close()

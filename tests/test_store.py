@@ -1,0 +1,109 @@
+"""The embedded store on a real DuckDB file: partitions, retention, streams, failures."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from netmeta.event import Failure, add_ip_keys, failures_table, from_documents
+from netmeta.query import search as q
+from netmeta.route.streams import Stream
+from netmeta.store.duckdb import IndexSet, Position, Store, StoreLocked
+
+DAY1 = dt.datetime(2026, 1, 10, 12)
+DAY2 = dt.datetime(2026, 1, 11, 12)
+
+
+def _batch(n: int, port: int = 443, ts: str = "2026-01-10T12:00:00Z", input_name: str = "a"):
+    docs = [{"@timestamp": ts, "source": {"ip": f"10.0.0.{i % 250}", "port": 1000 + i},
+             "destination": {"ip": "8.8.8.8", "port": port}, "network": {"bytes": i},
+             "sflow": {"bytes": i}} for i in range(n)]
+    return add_ip_keys(from_documents(docs, input_name, [f"{input_name}-{i}" for i in range(n)]))
+
+
+def _tables(path: Path) -> set[str]:
+    con = duckdb.connect(str(path / "netmeta.duckdb"), read_only=True)
+    try:
+        return {t for t, in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+    finally:
+        con.close()
+
+
+def test_daily_partitions_queries_span_days_and_retention_drops_whole_days(tmp_path: Path):
+    store = Store(tmp_path, [IndexSet("default", "Default", 2)], [Stream("a", inputs=("a",))])
+    store.append(_batch(10), now=DAY1)
+    store.append(_batch(5, ts="2026-01-11T12:00:00Z"), now=DAY2)
+    assert q.count(store, q.Query()) == 15
+    assert q.count(store, q.Query("destination.port:443 and source.ip:10.0.0.0/29")) == 8 + 5
+    # the time range prunes partitions: only day 2 holds events of Jan 11
+    assert store.tables_for(dt.datetime(2026, 1, 11), None) == ["ev_default_20260111"]
+    assert q.count(store, q.Query(start=dt.datetime(2026, 1, 11))) == 5
+    dropped = store.apply_retention(today=dt.date(2026, 1, 13))
+    assert dropped == ["ev_default_20260110"]
+    assert q.count(store, q.Query()) == 5
+    store.close()
+    assert "ev_default_20260110" not in _tables(tmp_path)
+    assert "ev_default_20260111" in _tables(tmp_path)
+
+
+def test_an_event_may_match_several_streams_and_unrouted_events_are_kept(tmp_path: Path):
+    streams = [Stream("a", "flows", ("a",)), Stream("web", "flows", rule="destination.port:443"),
+               Stream("big", "big", rule="network.bytes >= 8")]
+    store = Store(tmp_path, [IndexSet("flows"), IndexSet("big")], streams)
+    counts = store.append(_batch(10), now=DAY1)
+    assert counts == {"a": 10, "web": 10, "big": 2}
+    counts = store.append(_batch(3, port=53, input_name="other"), now=DAY1)
+    assert counts == {"a": 0, "web": 0, "big": 0}
+    cur = store.cursor()
+    flows = cur.execute('SELECT "_streams" FROM ev_flows_20260110').fetchall()
+    assert len(flows) == 10 and all(sorted(s) == ["a", "web"] for s, in flows)
+    assert cur.execute("SELECT count(*) FROM ev_big_20260110").fetchone()[0] == 2
+    # matched by no stream: default index set, stream "default"
+    rows = cur.execute('SELECT "_streams", "_input" FROM ev_default_20260110').fetchall()
+    assert rows == [(["default"], "other")] * 3
+    assert q.count(store, q.Query("_streams:web")) == 10
+
+
+def test_failures_positions_and_one_transaction(tmp_path: Path):
+    store = Store(tmp_path)
+    fails = failures_table([Failure("a", "goflow2: invalid JSON", b"\xff\xfe{", "/x.log", 7)])
+    store.append(None, fails, [Position("a", 1, 2, "/x.log", 100)])
+    assert store.positions("a") == {(1, 2): 100}
+    store.append(None, None, [Position("a", 1, 2, "/x.log", 250)])
+    assert store.positions("a") == {(1, 2): 250}
+    store.append(None, None, forget=[("a", 1, 2)])
+    assert store.positions("a") == {}
+    row = store.failures().to_pylist()[0]
+    assert row["error.message"] == "goflow2: invalid JSON"
+    assert row["event.original"] == "\\xff\\xfe{"
+    assert row["log.offset"] == 7
+    # a failing append stores nothing of the batch (events, failures and positions together)
+    bad = _batch(2).drop_columns(["@timestamp"]).append_column(
+        "@timestamp", __import__("pyarrow").array(["not a time"] * 2))
+    with pytest.raises(duckdb.Error):
+        store.append(bad, fails, [Position("a", 9, 9, "/y.log", 5)])
+    assert store.positions("a") == {}
+    assert len(store.failures()) == 1
+
+
+def test_second_writer_is_refused_with_a_clear_error(tmp_path: Path):
+    store = Store(tmp_path)
+    code = ("import sys; from netmeta.store.duckdb import Store, StoreLocked\n"
+            f"try:\n    Store({str(tmp_path)!r})\nexcept StoreLocked:\n    sys.exit(3)\n")
+    import subprocess
+    import sys
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 3
+    store.close()
+    assert StoreLocked.__doc__
+
+
+def test_index_set_created_once_and_left_alone(tmp_path: Path):
+    Store(tmp_path, [IndexSet("packetbeat", "Packetbeat Logs", 90)]).close()
+    store = Store(tmp_path, [IndexSet("packetbeat", "Renamed", 7)])
+    sets = {s["name"]: s for s in store.index_sets()}
+    assert sets["packetbeat"] == {"name": "packetbeat", "title": "Packetbeat Logs",
+                                  "retention_days": 90}
+    assert "default" in sets
