@@ -8,7 +8,7 @@ objects built from columns, small lists built from scalar columns, "" treated as
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Union
+from typing import Union
 
 import numpy as np
 import orjson
@@ -97,8 +97,9 @@ def json_object(tree: Tree, n: int, raw_members: list[pa.Array] | None = None) -
     return _join(json_members(tree, n) + list(raw_members or ()), n)
 
 
-def list_of(*cols: pa.Array, value_type: pa.DataType = pa.string()) -> pa.Array:
+def list_of(*cols: pa.Array, value_type: pa.DataType | None = None) -> pa.Array:
     """Per-row list of the non-null values of ``cols`` (null where none), in column order."""
+    value_type = value_type or pa.string()
     n = len(cols[0])
     valid = np.stack([np.asarray(arr(c).is_valid()) for c in cols], axis=1)  # (n, k)
     counts = valid.sum(axis=1)
@@ -111,12 +112,6 @@ def list_of(*cols: pa.Array, value_type: pa.DataType = pa.string()) -> pa.Array:
     return pa.ListArray.from_arrays(pa.array(offsets), values, mask=pa.array(counts == 0))
 
 
-def nulls_like(n: int, t: pa.DataType) -> pa.Array:
-    return pa.nulls(n, t)
-
-
-def constant(value: Any, n: int, t: pa.DataType | None = None) -> pa.Array:
-    return pa.array(np.full(n, value)) if t is None else pa.repeat(pa.scalar(value, t), n)
 
 
 def slices_to_strings(data: bytes, starts: np.ndarray, ends: np.ndarray) -> pa.Array:

@@ -33,7 +33,8 @@ class Segment:
 @dataclass(slots=True)
 class Decoded:
     segments: list[Segment] = field(default_factory=list)
-    loose: list[tuple[int, bytes, dict[str, Any]]] = field(default_factory=list)  # (offset, line, object)
+    # (offset, line, object) of lines that need the per-line path
+    loose: list[tuple[int, bytes, dict[str, Any]]] = field(default_factory=list)
     failures: list[tuple[int, bytes, str]] = field(default_factory=list)  # (offset, line, error)
 
 
