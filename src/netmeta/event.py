@@ -114,7 +114,7 @@ def ip_key(text: str) -> bytes | None:
     """16-byte sortable form of an IP address; None when ``text`` is not an address."""
     try:
         return _V4_PREFIX + socket.inet_pton(socket.AF_INET, text)
-    except (OSError, TypeError):
+    except (OSError, TypeError, ValueError):  # ValueError: an embedded NUL
         pass
     try:
         return ipaddress.IPv6Address(text.split("%", 1)[0]).packed
