@@ -53,6 +53,10 @@ def json_values(a: pa.Array) -> pa.Array:
         return uniq.take(enc.indices)
     if pa.types.is_null(t):
         return pa.nulls(len(a), pa.string())
+    if pa.types.is_list(t) and not pa.types.is_floating(t.value_type):
+        items = json_values(a.flatten())
+        lists = pa.ListArray.from_arrays(a.offsets, items, mask=a.is_null())
+        return pc.binary_join_element_wise("[", pc.binary_join(lists, ","), "]", "")
     # floats (JSON has no inf/nan), lists, structs: exact per-value path
     out = [None if v is None else orjson.dumps(v, option=orjson.OPT_NON_STR_KEYS).decode()
            for v in a.to_pylist()]
@@ -114,26 +118,27 @@ def list_of(*cols: pa.Array, value_type: pa.DataType | None = None) -> pa.Array:
 
 
 
-def slices_to_strings(data: bytes, starts: np.ndarray, ends: np.ndarray) -> pa.Array:
-    """One string per [start, end) slice of ``data``, copied once with NumPy (no per-row objects).
+def lines_to_strings(data: bytes, starts: np.ndarray, ends: np.ndarray) -> pa.Array:
+    """The lines [start, end) of ``data`` as strings, for lines separated only by line breaks
+    and blank lines (a decoded segment).
 
-    The caller guarantees the slices are valid UTF-8 (the JSON reader checked them).
+    The strings are views of ``data`` running from one line start to the next; one C++ pass
+    then trims the line break (and any blank lines) off the end of each.
+    The caller guarantees the lines are valid UTF-8 (the JSON reader checked them).
     """
-    buf = np.frombuffer(data, np.uint8)
-    lengths = (ends - starts).astype(np.int64)
-    offsets = np.zeros(len(starts) + 1, np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    # slices do not overlap: a running sum of +1 at each start and -1 at each end marks
-    # exactly the bytes to keep
-    edge = np.zeros(len(buf) + 1, np.int8)
-    np.add.at(edge, starts, 1)
-    np.add.at(edge, ends, -1)
-    values = buf[np.cumsum(edge[:-1], dtype=np.int8) > 0]
+    offsets = np.empty(len(starts) + 1, np.int64)
+    offsets[:-1] = starts
+    offsets[-1] = ends[-1] if len(ends) else 0
+    base = int(offsets[0]) if len(offsets) else 0
+    offsets -= base
+    view = memoryview(data)[base:base + int(offsets[-1])]
     if offsets[-1] < 2**31:
-        return pa.StringArray.from_buffers(
-            len(starts), pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(values))
-    return pa.LargeStringArray.from_buffers(
-        len(starts), pa.py_buffer(offsets), pa.py_buffer(values)).cast(pa.string())
+        a = pa.StringArray.from_buffers(len(starts), pa.py_buffer(offsets.astype(np.int32)),
+                                        pa.py_buffer(view))
+    else:
+        a = pa.LargeStringArray.from_buffers(len(starts), pa.py_buffer(offsets),
+                                             pa.py_buffer(view))
+    return pc.utf8_rtrim_whitespace(a).cast(pa.string())
 
 
 def constant_list(value: str, n: int) -> pa.Array:

@@ -26,8 +26,8 @@ from netmeta.columns import (
     blank_to_null,
     constant_list,
     json_object,
+    lines_to_strings,
     list_of,
-    slices_to_strings,
 )
 from netmeta.decode.jsonlines import Decoded
 from netmeta.event import META_EXTRA, META_ID, META_INPUT, Failure, ip_key
@@ -78,7 +78,7 @@ def normalize(decoded: Decoded, data: bytes, origin: Origin) -> Normalized:
     for off, line, msg in decoded.failures:
         out.failures.append(_failure(origin, off, line, msg))
     for seg in decoded.segments:
-        original = slices_to_strings(data, seg.starts, seg.ends)
+        original = lines_to_strings(data, seg.starts, seg.ends)
         _append(out, seg.records, original, seg.starts, origin, None)
     if decoded.loose:
         _normalize_loose(decoded.loose, origin, out)
