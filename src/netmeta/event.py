@@ -100,7 +100,9 @@ def storage_columns() -> list[tuple[str, str]]:
         cols.append((f.name, f.sql_type))
         if f.key_column:
             cols.append((f.key_column, "BLOB[]" if f.is_list else "BLOB"))
-    cols.append((META_EXTRA, "JSON"))
+    # VARCHAR, not JSON: DuckDB would parse every document again on insert; the json_*
+    # functions read VARCHAR all the same
+    cols.append((META_EXTRA, "VARCHAR"))
     return cols
 
 

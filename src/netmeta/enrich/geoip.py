@@ -161,14 +161,20 @@ def _describe(reader: _Reader, path: str) -> str:
 
 # ---------------------------------------------------------------- columns
 
-def _geo_set(table: pa.Table, side: str) -> pa.Array | None:
+def _extra_mentions_geo(table: pa.Table) -> bool:
+    if META_EXTRA not in table.column_names:
+        return False
+    return bool(pc.any(pc.match_substring(_as_array(table.column(META_EXTRA)), '"geo"')).as_py())
+
+
+def _geo_set(table: pa.Table, side: str, extra_geo: bool = True) -> pa.Array | None:
     """Rows where ``ctx.<side>?.geo != null``; None when no row has it (the common case)."""
     present: pa.Array | None = None
     for name in table.column_names:
         if name.startswith(f"{side}.geo."):
             valid = pc.is_valid(table.column(name))
             present = valid if present is None else pc.or_(present, valid)
-    extra = _geo_in_extra(table, side)
+    extra = _geo_in_extra(table, side) if extra_geo else None
     if extra is not None:
         present = extra if present is None else pc.or_(present, extra)
     if present is None:
@@ -352,12 +358,14 @@ class GeoIP:
         """Fill ``<side>.geo.*`` / ``<side>.as.*`` from ``<side>.ip`` for the given sides."""
         if not self.enabled or table.num_rows == 0:
             return table
+        # one scan of _extra for both sides: untyped geo keys are rare
+        extra_geo = _extra_mentions_geo(table)
         for side in sides:
             if f"{side}.ip" in table.column_names:
-                table = self._apply_side(table, side)
+                table = self._apply_side(table, side, extra_geo)
         return table
 
-    def _apply_side(self, table: pa.Table, side: str) -> pa.Table:
+    def _apply_side(self, table: pa.Table, side: str, extra_geo: bool) -> pa.Table:
         ips = _as_array(table.column(f"{side}.ip"))
         if ips.null_count == len(ips):
             return table
@@ -365,15 +373,16 @@ class GeoIP:
         slots = self._cache.slots(enc.dictionary).take(enc.indices)
         per_row = self._cache.gather(slots)
         if self._city is not None:
-            table = self._fill_geo(table, side, per_row)
+            table = self._fill_geo(table, side, per_row, extra_geo)
         if self._asn is not None:
             table = self._fill_as(table, side, per_row)
         return table
 
     @staticmethod
-    def _fill_geo(table: pa.Table, side: str, per_row: dict[str, pa.Array]) -> pa.Table:
+    def _fill_geo(table: pa.Table, side: str, per_row: dict[str, pa.Array],
+                  extra_geo: bool = True) -> pa.Table:
         # `if: ctx.<side>?.geo == null`: rows with any geo (typed or in _extra) are kept.
-        already = _geo_set(table, side)
+        already = _geo_set(table, side, extra_geo)
         for key in GEO_KEYS:
             name = f"{side}.{key}"
             new = per_row[key]

@@ -24,7 +24,16 @@ import pyarrow as pa
 
 from netmeta.event import FAILURE_COLUMNS, META_STREAMS, failures_table, storage_columns
 from netmeta.route.streams import Router, Stream
-from netmeta.store.schema import META_DDL, NAME, event_table_ddl, partition_table, quote
+from netmeta.store.schema import (
+    BASE_COLUMNS,
+    META_DDL,
+    NAME,
+    SCHEMA_TABLE,
+    column_types,
+    event_table_ddl,
+    partition_table,
+    quote,
+)
 
 DB_FILE = "netmeta.duckdb"
 
@@ -74,7 +83,7 @@ class Store:
         self._lock = threading.Lock()  # one writer transaction at a time
         self.router = Router(list(streams))
         self._routes = self.router.routes()
-        self._known_tables: set[str] = set()
+        self._columns: dict[str, set[str]] = {}  # partition -> its columns
         if not read_only:
             self._migrate(index_sets)
 
@@ -99,16 +108,27 @@ class Store:
         for c, t in FAILURE_COLUMNS:
             if c not in existing:
                 self.con.execute(f"ALTER TABLE failures ADD COLUMN {quote(c)} {t}")
+        self.con.execute(event_table_ddl(SCHEMA_TABLE))
+        self._add_columns(SCHEMA_TABLE, [c for c, _ in storage_columns()])
         for table in self._partition_tables():
-            self._known_tables.add(table)
-            self._add_missing_columns(table)
+            self._columns[table] = self._table_columns(table)
 
-    def _add_missing_columns(self, table: str) -> None:
-        have = {c for c, in self.con.execute(
+    def _table_columns(self, table: str) -> set[str]:
+        return {c for c, in self.con.execute(
             "SELECT column_name FROM duckdb_columns() WHERE table_name = ?", [table]).fetchall()}
-        for c, t in storage_columns():
+
+    def _add_columns(self, table: str, columns: Iterable[str],
+                     con: duckdb.DuckDBPyConnection | None = None) -> set[str]:
+        """Add the storage columns a table lacks (new ECS fields, or a partition's first
+        event carrying a field); returns the table's columns."""
+        con = con or self.con
+        have = self._table_columns(table) if table not in self._columns else self._columns[table]
+        types = column_types()
+        for c in columns:
             if c not in have:
-                self.con.execute(f"ALTER TABLE {quote(table)} ADD COLUMN {quote(c)} {t}")
+                con.execute(f"ALTER TABLE {quote(table)} ADD COLUMN {quote(c)} {types[c]}")
+                have = have | {c}
+        return have
 
     def _partition_tables(self) -> list[str]:
         return [t for t, in self.con.execute("SELECT table_name FROM partitions").fetchall()]
@@ -164,14 +184,21 @@ class Store:
             sql, params = self.router.counts_sql()
             row = con.execute(f"SELECT {sql} FROM batch", params).fetchone() or ()
             counts = {c[0].name: int(n) for c, n in zip(self.router.conditions, row, strict=False)}
+            types = column_types()
+            unknown = [c for c in events.column_names if c not in types]
+            if unknown:
+                raise ValueError(f"batch has columns the store does not know: {unknown}")
+            wanted = list(BASE_COLUMNS) + events.column_names
             for route in self._routes:
                 table = partition_table(route.index_set, day)
-                if table not in self._known_tables:
-                    con.execute(event_table_ddl(table))
+                if table not in self._columns:
+                    con.execute(event_table_ddl(table, wanted))
                     con.execute(
                         "INSERT INTO partitions (table_name, index_set, day) VALUES (?, ?, ?) "
                         "ON CONFLICT DO NOTHING", [table, route.index_set, day])
-                    self._known_tables.add(table)
+                    self._columns[table] = set(wanted)
+                elif not self._columns[table].issuperset(wanted):
+                    self._columns[table] = self._add_columns(table, wanted, con)
                 n = con.execute(
                     f"INSERT INTO {quote(table)} BY NAME SELECT *, {route.streams} AS "
                     f"{quote(META_STREAMS)} FROM batch WHERE {route.where}",
@@ -209,7 +236,7 @@ class Store:
                 self.con.execute(f"DROP TABLE IF EXISTS {quote(table)}")
                 self.con.execute("DELETE FROM partitions WHERE table_name = ?", [table])
                 self.con.execute("COMMIT")
-                self._known_tables.discard(table)
+                self._columns.pop(table, None)
         return [t for t, in old]
 
     # ------------------------------------------------------------ reading
@@ -238,7 +265,8 @@ class Store:
         tables = self.tables_for(start, end, index_sets)
         if not tables:
             return None
-        return " UNION ALL BY NAME ".join(f"SELECT * FROM {quote(t)}" for t in tables)
+        return " UNION ALL BY NAME ".join(f"SELECT * FROM {quote(t)}"
+                                          for t in [SCHEMA_TABLE, *tables])
 
     def failures(self, limit: int = 100) -> pa.Table:
         return self.con.cursor().execute(

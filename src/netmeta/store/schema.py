@@ -4,6 +4,7 @@ catalogue, the failure store and the file positions of tailed inputs."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 from netmeta.event import FAILURE_COLUMNS, storage_columns
 
@@ -14,8 +15,23 @@ def quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def event_table_ddl(table: str) -> str:
-    cols = ", ".join(f"{quote(c)} {t}" for c, t in storage_columns())
+# An empty table with every storage column: queries union it with the day partitions, so a
+# field no partition has yet still resolves (to NULL) instead of failing.
+SCHEMA_TABLE = "ev_schema"
+# Columns every partition has, whatever its events carry.
+BASE_COLUMNS = ("@timestamp", "_id", "_input", "_streams", "_extra")
+
+
+def column_types() -> dict[str, str]:
+    return dict(storage_columns())
+
+
+def event_table_ddl(table: str, columns: Iterable[str] | None = None) -> str:
+    """A partition holds only the columns its events use (a row of NULLs in a hundred unused
+    columns costs more to write than the event itself); SCHEMA_TABLE holds them all."""
+    types = column_types()
+    names = list(types) if columns is None else [c for c in types if c in set(columns)]
+    cols = ", ".join(f"{quote(c)} {types[c]}" for c in names)
     return f"CREATE TABLE IF NOT EXISTS {quote(table)} ({cols})"
 
 
