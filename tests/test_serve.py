@@ -12,13 +12,14 @@ from .servers import Serve
 
 
 def _stored_offsets(data: Path) -> tuple[int, int, int]:
+    """Events stored, distinct (inode, offset) among them, failures: read from the files the
+    DuckDB catalog lists."""
     con = duckdb.connect(str(data / "netmeta.duckdb"), read_only=True)
     try:
-        tables = [t for t, in con.execute("SELECT table_name FROM partitions").fetchall()]
-        union = " UNION ALL ".join(
-            f'SELECT "log.file.inode" AS i, "log.offset" AS o FROM "{t}"' for t in tables)
+        files = [str(data / p) for p, in con.execute("SELECT path FROM event_files").fetchall()]
         n, distinct = con.execute(
-            f"SELECT count(*), count(DISTINCT (i, o)) FROM ({union})").fetchone()
+            'SELECT count(*), count(DISTINCT ("log.file.inode", "log.offset")) '
+            "FROM read_parquet(?)", [files]).fetchone()
         fails = con.execute("SELECT count(*) FROM failures").fetchone()[0]
         return int(n), int(distinct), int(fails)
     finally:

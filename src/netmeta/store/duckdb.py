@@ -1,19 +1,26 @@
-"""The embedded store: one DuckDB file under the data dir.
+"""The embedded store: a DuckDB catalog and columnar event files under the data dir.
 
-Index sets are series of daily partitions, one table per UTC day of *ingestion* (as
-Graylog's daily rotation): retention drops whole tables, never deletes rows. Each
-partition's min/max @timestamp is kept in ``partitions`` so that a time-bounded query reads
-only the partitions that can hold matches; queries span days through UNION ALL.
+Index sets are series of daily partitions, one per UTC day of *ingestion* (as Graylog's
+daily rotation). A partition is a set of Parquet files that DuckDB queries directly; the
+DuckDB file (``netmeta.duckdb``) holds the catalog of those files with each one's min/max
+@timestamp (so a time-bounded query reads only files that can match), the failure store,
+the index sets and the positions of tailed files. Retention drops whole days.
 
-Appends are columnar (Arrow tables scanned by DuckDB) and transactional: events, failures
-and the file positions they came from commit together, which is what makes a tailed input
-exactly-once across crashes.
+Why files and not DuckDB tables: appending to a persistent DuckDB table costs about
+11 µs per event of this width on the target machine, a Parquet file about 3 µs, written
+without holding the GIL; DuckDB reads both equally well.
+
+Exactly once: event files are written and fsynced first, then one DuckDB transaction
+records them together with the failures and the file positions they came from. A crash in
+between leaves files no catalog row names; they are deleted at the next start.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import os
 import threading
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,21 +28,25 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
-from netmeta.event import FAILURE_COLUMNS, META_STREAMS, failures_table, storage_columns
+from netmeta.event import META_STREAMS, storage_columns
 from netmeta.route.streams import Router, Stream
 from netmeta.store.schema import (
-    BASE_COLUMNS,
+    EVENTS_DIR,
+    FILE_NAME,
     META_DDL,
     NAME,
     SCHEMA_TABLE,
     column_types,
-    event_table_ddl,
-    partition_table,
     quote,
+    schema_table_ddl,
 )
 
 DB_FILE = "netmeta.duckdb"
+COMPACT_AT = 16  # small files in one partition before they are merged into one
+SMALL_FILE = 200_000  # rows
 
 
 class StoreLocked(RuntimeError):
@@ -66,10 +77,11 @@ class Store:
     def __init__(self, data_dir: str | Path, index_sets: Iterable[IndexSet] = (),
                  streams: Sequence[Stream] = (), *, read_only: bool = False,
                  threads: int | None = None) -> None:
-        self.path = Path(data_dir) / DB_FILE
+        self.root = Path(data_dir)
+        self.path = self.root / DB_FILE
         self.read_only = read_only
         if not read_only:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.root.mkdir(parents=True, exist_ok=True)
         elif not self.path.exists():
             raise FileNotFoundError(f"no store at {self.path} (nothing ingested yet?)")
         try:
@@ -83,15 +95,22 @@ class Store:
         self._lock = threading.Lock()  # one writer transaction at a time
         self.router = Router(list(streams))
         self._routes = self.router.routes()
-        self._columns: dict[str, set[str]] = {}  # partition -> its columns
         if not read_only:
             self._migrate(index_sets)
+            self._remove_orphans()
 
     # ------------------------------------------------------------ schema
 
     def _migrate(self, index_sets: Iterable[IndexSet]) -> None:
         for ddl in META_DDL:
             self.con.execute(ddl)
+        self.con.execute(schema_table_ddl())
+        have = {c for c, in self.con.execute(
+            "SELECT column_name FROM duckdb_columns() WHERE table_name = ?",
+            [SCHEMA_TABLE]).fetchall()}
+        for c, t in storage_columns():  # fields added to ecs_fields.yml since
+            if c not in have:
+                self.con.execute(f"ALTER TABLE {SCHEMA_TABLE} ADD COLUMN {quote(c)} {t}")
         now = _utcnow()
         wanted = list(index_sets)
         if not any(s.name == "default" for s in wanted):
@@ -103,35 +122,17 @@ class Store:
             self.con.execute(
                 "INSERT INTO index_sets VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 [s.name, s.title or s.name, s.retention_days, now])
-        existing = {c for c, in self.con.execute(
-            "SELECT column_name FROM duckdb_columns() WHERE table_name = 'failures'").fetchall()}
-        for c, t in FAILURE_COLUMNS:
-            if c not in existing:
-                self.con.execute(f"ALTER TABLE failures ADD COLUMN {quote(c)} {t}")
-        self.con.execute(event_table_ddl(SCHEMA_TABLE))
-        self._add_columns(SCHEMA_TABLE, [c for c, _ in storage_columns()])
-        for table in self._partition_tables():
-            self._columns[table] = self._table_columns(table)
 
-    def _table_columns(self, table: str) -> set[str]:
-        return {c for c, in self.con.execute(
-            "SELECT column_name FROM duckdb_columns() WHERE table_name = ?", [table]).fetchall()}
-
-    def _add_columns(self, table: str, columns: Iterable[str],
-                     con: duckdb.DuckDBPyConnection | None = None) -> set[str]:
-        """Add the storage columns a table lacks (new ECS fields, or a partition's first
-        event carrying a field); returns the table's columns."""
-        con = con or self.con
-        have = self._table_columns(table) if table not in self._columns else self._columns[table]
-        types = column_types()
-        for c in columns:
-            if c not in have:
-                con.execute(f"ALTER TABLE {quote(table)} ADD COLUMN {quote(c)} {types[c]}")
-                have = have | {c}
-        return have
-
-    def _partition_tables(self) -> list[str]:
-        return [t for t, in self.con.execute("SELECT table_name FROM partitions").fetchall()]
+    def _remove_orphans(self) -> None:
+        """Files written before a crash but never committed to the catalog."""
+        known = {p for p, in self.con.execute("SELECT path FROM event_files").fetchall()}
+        base = self.root / EVENTS_DIR
+        if not base.is_dir():
+            return
+        for f in base.rglob("*"):
+            rel = f.relative_to(self.root).as_posix()
+            if f.is_file() and rel not in known:
+                f.unlink()
 
     def index_sets(self) -> list[dict[str, Any]]:
         rows = self.con.cursor().execute(
@@ -149,78 +150,126 @@ class Store:
     def append(self, events: pa.Table | None, failures: pa.Table | None = None,
                positions: Sequence[Position] = (), now: dt.datetime | None = None,
                forget: Sequence[tuple[str, int, int]] = ()) -> dict[str, int]:
-        """Store a batch in one transaction; returns rows stored per stream."""
-        day = (now or _utcnow()).date().isoformat()
+        """Store a batch atomically; returns rows stored per stream."""
+        day = (now or _utcnow()).date()
         counts: dict[str, int] = {}
+        written: list[tuple[str, str, int, Any, Any]] = []
         with self._lock:
-            con = self.con
-            con.execute("BEGIN")
             try:
                 if events is not None and events.num_rows:
-                    counts = self._append_events(con, events, day)
-                if failures is not None and failures.num_rows:
-                    con.register("failure_batch", failures)
-                    con.execute("INSERT INTO failures BY NAME SELECT * FROM failure_batch")
-                    con.unregister("failure_batch")
-                if positions:
-                    con.executemany(
-                        'INSERT OR REPLACE INTO file_positions VALUES (?, ?, ?, ?, ?, ?)',
-                        [[p.input, p.device, p.inode, p.path, p.offset, _utcnow()]
-                         for p in positions])
-                if forget:  # files closed for good: an inode reused later starts at 0
-                    con.executemany(
-                        "DELETE FROM file_positions WHERE input = ? AND device = ? AND inode = ?",
-                        [list(k) for k in forget])
-                con.execute("COMMIT")
+                    counts, written = self._write_events(events, day)
+                self._commit(written, day, failures, positions, forget)
             except BaseException:
-                con.execute("ROLLBACK")
+                for rel, *_ in written:
+                    (self.root / rel).unlink(missing_ok=True)
                 raise
+            for index_set in {w[1] for w in written}:
+                self._maybe_compact(index_set, day)
         return counts
 
-    def _append_events(self, con: duckdb.DuckDBPyConnection, events: pa.Table,
-                       day: str) -> dict[str, int]:
+    def _write_events(self, events: pa.Table, day: dt.date
+                      ) -> tuple[dict[str, int], list[tuple[str, str, int, Any, Any]]]:
+        types = column_types()
+        unknown = [c for c in events.column_names if c not in types]
+        if unknown:
+            raise ValueError(f"batch has columns the store does not know: {unknown}")
+        con = self.con.cursor()
         con.register("batch", events)
         try:
             sql, params = self.router.counts_sql()
             row = con.execute(f"SELECT {sql} FROM batch", params).fetchone() or ()
             counts = {c[0].name: int(n) for c, n in zip(self.router.conditions, row, strict=False)}
-            types = column_types()
-            unknown = [c for c in events.column_names if c not in types]
-            if unknown:
-                raise ValueError(f"batch has columns the store does not know: {unknown}")
-            wanted = list(BASE_COLUMNS) + events.column_names
+            written = []
             for route in self._routes:
-                table = partition_table(route.index_set, day)
-                if table not in self._columns:
-                    con.execute(event_table_ddl(table, wanted))
-                    con.execute(
-                        "INSERT INTO partitions (table_name, index_set, day) VALUES (?, ?, ?) "
-                        "ON CONFLICT DO NOTHING", [table, route.index_set, day])
-                    self._columns[table] = set(wanted)
-                elif not self._columns[table].issuperset(wanted):
-                    self._columns[table] = self._add_columns(table, wanted, con)
-                n = con.execute(
-                    f"INSERT INTO {quote(table)} BY NAME SELECT *, {route.streams} AS "
-                    f"{quote(META_STREAMS)} FROM batch WHERE {route.where}",
-                    route.streams_params + route.where_params).fetchone()[0]
-                if n:
-                    con.execute(
-                        'UPDATE partitions SET rows = rows + ?, '
-                        'min_ts = least(coalesce(min_ts, ?), ?), '
-                        'max_ts = greatest(coalesce(max_ts, ?), ?) WHERE table_name = ?',
-                        [n, *self._ts_range(con, route)] + [table])
-                    if route.index_set == "default" and not self.router.conditions:
-                        counts["default"] = counts.get("default", 0) + int(n)
-            return counts
+                # only the routing columns come back from DuckDB; the events stay in Arrow
+                sel = con.execute(
+                    f"SELECT ({route.where}) AS m, {route.streams} AS s FROM batch",
+                    route.where_params + route.streams_params).to_arrow_table()
+                mask = pc.fill_null(sel.column("m"), False)
+                n = pc.sum(mask).as_py() or 0
+                if not n:
+                    continue
+                part = events if n == events.num_rows else events.filter(mask)
+                streams = sel.column("s") if n == events.num_rows else sel.column("s").filter(mask)
+                part = part.append_column(META_STREAMS, streams.cast(pa.list_(pa.string())))
+                written.append(self._write_file(route.index_set, day, part))
+            if not self.router.conditions:
+                counts["default"] = events.num_rows
+            return counts, written
         finally:
             con.unregister("batch")
+            con.close()
 
-    @staticmethod
-    def _ts_range(con: duckdb.DuckDBPyConnection, route: Any) -> list[Any]:
-        lo, hi = con.execute(
-            f'SELECT min("@timestamp"), max("@timestamp") FROM batch WHERE {route.where}',
-            route.where_params).fetchone()
-        return [lo, lo, hi, hi]
+    def _write_file(self, index_set: str, day: dt.date, table: pa.Table
+                    ) -> tuple[str, str, int, Any, Any]:
+        rel = f"{EVENTS_DIR}/{index_set}/{day.isoformat()}/{uuid.uuid4().hex}.parquet"
+        path = self.root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        pq.write_table(table, tmp, compression="zstd", row_group_size=128 * 1024)
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        tmp.rename(path)
+        ts = table.column("@timestamp")
+        lo, hi = pc.min(ts).as_py(), pc.max(ts).as_py()
+        return rel, index_set, table.num_rows, lo, hi
+
+    def _commit(self, written: Sequence[tuple[str, str, int, Any, Any]], day: dt.date,
+                failures: pa.Table | None, positions: Sequence[Position],
+                forget: Sequence[tuple[str, int, int]]) -> None:
+        if not (written or (failures is not None and failures.num_rows) or positions or forget):
+            return
+        con = self.con
+        con.execute("BEGIN")
+        try:
+            now = _utcnow()
+            if written:
+                con.executemany("INSERT INTO event_files VALUES (?, ?, ?, ?, ?, ?, ?)",
+                                [[rel, s, day, n, lo, hi, now] for rel, s, n, lo, hi in written])
+            if failures is not None and failures.num_rows:
+                con.register("failure_batch", failures)
+                con.execute("INSERT INTO failures BY NAME SELECT * FROM failure_batch")
+                con.unregister("failure_batch")
+            if positions:
+                con.executemany(
+                    "INSERT OR REPLACE INTO file_positions VALUES (?, ?, ?, ?, ?, ?)",
+                    [[p.input, p.device, p.inode, p.path, p.offset, now] for p in positions])
+            if forget:  # files closed for good: an inode reused later starts at 0
+                con.executemany(
+                    "DELETE FROM file_positions WHERE input = ? AND device = ? AND inode = ?",
+                    [list(k) for k in forget])
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+
+    def _maybe_compact(self, index_set: str, day: dt.date) -> None:
+        """Merge a partition's small files (a slow input writes one per batch timeout)."""
+        small = self.con.execute(
+            "SELECT path FROM event_files WHERE index_set = ? AND day = ? AND rows < ? "
+            "ORDER BY created", [index_set, day, SMALL_FILE]).fetchall()
+        if len(small) < COMPACT_AT:
+            return
+        paths = [p for p, in small]
+        merged = pa.concat_tables([pq.read_table(self.root / p) for p in paths],
+                                  promote_options="default")
+        rel, _, n, lo, hi = self._write_file(index_set, day, merged)
+        con = self.con
+        con.execute("BEGIN")
+        try:
+            con.executemany("DELETE FROM event_files WHERE path = ?", [[p] for p in paths])
+            con.execute("INSERT INTO event_files VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        [rel, index_set, day, n, lo, hi, _utcnow()])
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            (self.root / rel).unlink(missing_ok=True)
+            raise
+        for p in paths:
+            (self.root / p).unlink(missing_ok=True)
 
     # ------------------------------------------------------------ retention
 
@@ -228,25 +277,33 @@ class Store:
         """Drop whole day partitions older than their index set's retention."""
         today = today or _utcnow().date()
         with self._lock:
-            old = self.con.execute(
-                "SELECT p.table_name FROM partitions p JOIN index_sets s ON s.name = p.index_set "
-                "WHERE p.day < ?::DATE - s.retention_days * INTERVAL 1 DAY", [today]).fetchall()
-            for (table,) in old:
-                self.con.execute("BEGIN")
-                self.con.execute(f"DROP TABLE IF EXISTS {quote(table)}")
-                self.con.execute("DELETE FROM partitions WHERE table_name = ?", [table])
-                self.con.execute("COMMIT")
-                self._columns.pop(table, None)
-        return [t for t, in old]
+            con = self.con
+            old = con.execute(
+                "SELECT f.path, f.index_set, f.day FROM event_files f "
+                "JOIN index_sets s ON s.name = f.index_set "
+                "WHERE f.day < ?::DATE - s.retention_days * INTERVAL 1 DAY", [today]).fetchall()
+            if not old:
+                return []
+            con.execute("BEGIN")
+            con.executemany("DELETE FROM event_files WHERE path = ?", [[p] for p, _, _ in old])
+            con.execute("COMMIT")
+            days = sorted({f"{s}/{d.isoformat()}" for _, s, d in old})
+            for p, _, _ in old:
+                (self.root / p).unlink(missing_ok=True)
+            for d in days:
+                folder = self.root / EVENTS_DIR / d
+                if folder.is_dir() and not any(folder.iterdir()):
+                    folder.rmdir()
+        return days
 
     # ------------------------------------------------------------ reading
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         return self.con.cursor()
 
-    def tables_for(self, start: dt.datetime | None, end: dt.datetime | None,
-                   index_sets: Sequence[str] = ()) -> list[str]:
-        sql = "SELECT table_name FROM partitions WHERE rows > 0"
+    def files_for(self, start: dt.datetime | None, end: dt.datetime | None,
+                  index_sets: Sequence[str] = ()) -> list[str]:
+        sql = "SELECT path FROM event_files WHERE rows > 0"
         params: list[Any] = []
         if start is not None:
             sql += " AND max_ts >= ?"
@@ -257,24 +314,34 @@ class Store:
         if index_sets:
             sql += f" AND index_set IN ({', '.join('?' * len(index_sets))})"
             params += list(index_sets)
-        return [t for t, in self.con.cursor().execute(sql + " ORDER BY day", params).fetchall()]
+        rows = self.con.cursor().execute(sql + " ORDER BY day, created", params).fetchall()
+        return [p for p, in rows]
+
+    def partitions(self) -> list[dict[str, Any]]:
+        rows = self.con.cursor().execute(
+            "SELECT index_set, day, count(*), sum(rows), min(min_ts), max(max_ts) "
+            "FROM event_files GROUP BY ALL ORDER BY index_set, day").fetchall()
+        return [{"index_set": s, "day": d.isoformat(), "files": f, "rows": int(r),
+                 "min_ts": lo, "max_ts": hi} for s, d, f, r, lo, hi in rows]
 
     def events_relation(self, start: dt.datetime | None, end: dt.datetime | None,
                         index_sets: Sequence[str] = ()) -> str | None:
-        """SQL of a subquery over every partition that can hold events in [start, end]."""
-        tables = self.tables_for(start, end, index_sets)
-        if not tables:
+        """SQL of a subquery over every event file that can hold events in [start, end]."""
+        files = self.files_for(start, end, index_sets)
+        if not files:
             return None
-        return " UNION ALL BY NAME ".join(f"SELECT * FROM {quote(t)}"
-                                          for t in [SCHEMA_TABLE, *tables])
+        for f in files:  # our own names; checked because they are spliced into SQL
+            if not FILE_NAME.match(f):
+                raise ValueError(f"unexpected event file name {f!r}")
+        listing = ", ".join("'" + (self.root / f).as_posix().replace("'", "''") + "'"
+                            for f in files)
+        return (f"SELECT * FROM {SCHEMA_TABLE} UNION ALL BY NAME "
+                f"SELECT * FROM read_parquet([{listing}], union_by_name = true)")
 
     def failures(self, limit: int = 100) -> pa.Table:
         return self.con.cursor().execute(
-            'SELECT * FROM failures ORDER BY "@timestamp" DESC LIMIT ?', [limit]).to_arrow_table()
+            'SELECT * FROM failures ORDER BY "@timestamp" DESC LIMIT ?', [limit]
+        ).to_arrow_table()
 
     def close(self) -> None:
         self.con.close()
-
-
-def failures_batch(failures: list[Any]) -> pa.Table | None:
-    return failures_table(failures) if failures else None
