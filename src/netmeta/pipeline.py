@@ -11,6 +11,7 @@ the events stored, which makes tailing exactly-once across crashes.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import datetime as dt
 import logging
 import multiprocessing
 import os
@@ -19,8 +20,10 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import duckdb
 import orjson
 import pyarrow as pa
 
@@ -39,9 +42,10 @@ from netmeta.event import (
     to_documents,
 )
 from netmeta.normalize import goflow2
-from netmeta.route.streams import Stream
+from netmeta.route.streams import Router, Stream
 from netmeta.sources.files import Chunk, Tailer
 from netmeta.store.duckdb import IndexSet, Position, Store
+from netmeta.store.partitions import EventFile, write_routed
 
 log = logging.getLogger("netmeta")
 
@@ -64,11 +68,14 @@ class Job:
 @dataclass(slots=True)
 class Result:
     input: str
-    events: pa.Table | None
+    events: pa.Table | None  # when the pipeline prints instead of storing
     failures: list[Failure]
     position: Position | None
     forget: tuple[tuple[int, int], ...]
     nbytes: int
+    n_events: int = 0
+    files: list[EventFile] = field(default_factory=list)  # written, not yet committed
+    counts: dict[str, int] = field(default_factory=dict)  # events per stream in ``files``
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,14 +89,16 @@ class EnrichSpec:
     internal_networks: tuple[str, ...]
     inputs: dict[str, tuple[bool, bool, bool, tuple[str, ...], tuple[tuple[str, Any], ...]]]
     max_line: int
+    store_root: str | None = None  # workers write event files there (None: return events)
+    streams: tuple[Stream, ...] = ()
 
     @classmethod
-    def from_config(cls, cfg: Config) -> EnrichSpec:
+    def from_config(cls, cfg: Config, store_root: str | None = None) -> EnrichSpec:
         g = cfg.enrich.geoip
         return cls(g.city_db or None, g.asn_db or None, g.cache_size,
                    cfg.enrich.community_id.seed, tuple(cfg.enrich.internal_networks),
                    {name: _input_spec(i) for name, i in cfg.inputs.items()},
-                   cfg.pipeline.max_line)
+                   cfg.pipeline.max_line, store_root, tuple(streams_of(cfg)))
 
 
 def _input_spec(i: Input) -> tuple[bool, bool, bool, tuple[str, ...], tuple[tuple[str, Any], ...]]:
@@ -114,6 +123,9 @@ class Processor:
         self.spec = spec
         self.geoip = GeoIP(spec.city_db, spec.asn_db, spec.cache_size)
         self.locality = Locality(list(spec.internal_networks))
+        self.router = Router(list(spec.streams))
+        self.routes = self.router.routes()
+        self._con: duckdb.DuckDBPyConnection | None = None  # routing SQL runs here
 
     def __call__(self, job: Job) -> Result:
         fails: list[Failure] = [
@@ -133,7 +145,18 @@ class Processor:
         if job.end is not None:
             o = job.origin
             position = Position(job.input, o.device, o.inode, o.path, job.end)
-        return Result(job.input, table, fails, position, job.forget, len(job.data))
+        n = table.num_rows if table is not None else 0
+        result = Result(job.input, table, fails, position, job.forget, len(job.data), n)
+        if table is not None and self.spec.store_root is not None:
+            # route and write here, in parallel; the writer only commits the files
+            if self._con is None:
+                self._con = duckdb.connect()
+                self._con.execute("SET threads = 1")
+            day = dt.datetime.now(dt.UTC).date()
+            result.counts, result.files = write_routed(
+                table, self.router, self.routes, Path(self.spec.store_root), day, self._con)
+            result.events = None
+        return result
 
     def enrich(self, input_name: str, table: pa.Table) -> pa.Table:
         geo, cid, loc, tags, fields = self.spec.inputs.get(
@@ -233,7 +256,8 @@ class Pipeline:
         self.cfg = cfg
         self.store = store
         self.sink = sink  # instead of the store (``ingest --stdout``)
-        spec = EnrichSpec.from_config(cfg)
+        spec = EnrichSpec.from_config(
+            cfg, str(store.root) if store is not None and sink is None else None)
         self._log_geoip(spec)
         if cfg.pipeline.workers > 0:
             # spawn, not fork: a forked worker would inherit the open store and the
@@ -281,6 +305,8 @@ class Pipeline:
 
     def _write_loop(self) -> None:
         pend_events: list[pa.Table] = []
+        pend_files: list[EventFile] = []
+        pend_counts: dict[str, int] = {}
         pend_fail: list[Failure] = []
         positions: dict[tuple[str, int, int], Position] = {}
         forget: list[tuple[str, int, int]] = []
@@ -300,7 +326,10 @@ class Pipeline:
                     self._count(res)
                     if res.events is not None and res.events.num_rows:
                         pend_events.append(res.events)
-                        rows += res.events.num_rows
+                    pend_files += res.files
+                    for stream, n in res.counts.items():
+                        pend_counts[stream] = pend_counts.get(stream, 0) + n
+                    rows += res.n_events
                     pend_fail += res.failures
                     if res.position is not None:
                         p = res.position
@@ -308,12 +337,15 @@ class Pipeline:
                     forget += [(res.input, d, i) for d, i in res.forget]
                 due = time.monotonic() >= deadline
                 if rows >= self.cfg.pipeline.batch_size or (due and (
-                        pend_events or pend_fail or positions or forget)):
-                    self._flush(pend_events, pend_fail, list(positions.values()), forget)
-                    pend_events, pend_fail, positions, forget, rows = [], [], {}, [], 0
+                        pend_events or pend_files or pend_fail or positions or forget)):
+                    self._flush(pend_events, pend_files, pend_counts, pend_fail,
+                                list(positions.values()), forget)
+                    pend_events, pend_files, pend_counts = [], [], {}
+                    pend_fail, positions, forget, rows = [], {}, [], 0
                 if due or item is None:
                     deadline = time.monotonic() + self.cfg.pipeline.batch_timeout
-            self._flush(pend_events, pend_fail, list(positions.values()), forget)
+            self._flush(pend_events, pend_files, pend_counts, pend_fail,
+                        list(positions.values()), forget)
         except BaseException as e:  # noqa: BLE001 - reported by submit()/close()
             log.exception("writer failed")
             self.error = e
@@ -325,7 +357,7 @@ class Pipeline:
                     break
 
     def _count(self, res: Result) -> None:
-        n_ev = res.events.num_rows if res.events is not None else 0
+        n_ev = res.n_events
         n_fail = len(res.failures)
         metrics.received.labels(res.input).inc(n_ev + n_fail)
         metrics.received_bytes.labels(res.input).inc(res.nbytes)
@@ -337,7 +369,8 @@ class Pipeline:
             self.stats.failures += n_fail
             self.stats.bytes += res.nbytes
 
-    def _flush(self, events: list[pa.Table], fails: list[Failure], positions: list[Position],
+    def _flush(self, events: list[pa.Table], files: list[EventFile], counts: dict[str, int],
+               fails: list[Failure], positions: list[Position],
                forget: list[tuple[str, int, int]]) -> None:
         metrics.queue_depth.labels("chunks").set(self.futures.qsize())
         table = pa.concat_tables(events, promote_options="default") if events else None
@@ -350,15 +383,18 @@ class Pipeline:
             return
         if self.store is None:
             return
-        if table is None and not fails and not positions and not forget:
+        if table is None and not files and not fails and not positions and not forget:
             return
+        failures = failures_table(fails) if fails else None
         with metrics.append_seconds.time():
-            counts = self.store.append(table, failures_table(fails) if fails else None,
-                                       positions, forget=forget)
+            if table is not None:  # events that were not written by a worker
+                for stream, n in self.store.append(table).items():
+                    counts[stream] = counts.get(stream, 0) + n
+            self.store.commit(files, failures, positions, forget)
         for stream, n in counts.items():
             metrics.stored.labels(stream).inc(n)
         with self.stats.lock:
-            self.stats.stored += table.num_rows if table is not None else 0
+            self.stats.stored += sum(f.rows for f in files)
 
 
 # ---------------------------------------------------------------- sources

@@ -18,9 +18,7 @@ between leaves files no catalog row names; they are deleted at the next start.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import threading
-import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,18 +26,17 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from netmeta.event import META_STREAMS, storage_columns
+from netmeta.event import storage_columns
 from netmeta.route.streams import Router, Stream
+from netmeta.store.partitions import EventFile, write_file, write_routed
 from netmeta.store.schema import (
     EVENTS_DIR,
     FILE_NAME,
     META_DDL,
     NAME,
     SCHEMA_TABLE,
-    column_types,
     quote,
     schema_table_ddl,
 )
@@ -153,71 +150,32 @@ class Store:
         """Store a batch atomically; returns rows stored per stream."""
         day = (now or _utcnow()).date()
         counts: dict[str, int] = {}
-        written: list[tuple[str, str, int, Any, Any]] = []
-        with self._lock:
+        written: list[EventFile] = []
+        if events is not None and events.num_rows:
+            con = self.con.cursor()
             try:
-                if events is not None and events.num_rows:
-                    counts, written = self._write_events(events, day)
-                self._commit(written, day, failures, positions, forget)
-            except BaseException:
-                for rel, *_ in written:
-                    (self.root / rel).unlink(missing_ok=True)
-                raise
-            for index_set in {w[1] for w in written}:
-                self._maybe_compact(index_set, day)
+                counts, written = write_routed(events, self.router, self._routes, self.root,
+                                               day, con)
+            finally:
+                con.close()
+        self.commit(written, failures, positions, forget)
         return counts
 
-    def _write_events(self, events: pa.Table, day: dt.date
-                      ) -> tuple[dict[str, int], list[tuple[str, str, int, Any, Any]]]:
-        types = column_types()
-        unknown = [c for c in events.column_names if c not in types]
-        if unknown:
-            raise ValueError(f"batch has columns the store does not know: {unknown}")
-        con = self.con.cursor()
-        con.register("batch", events)
-        try:
-            sql, params = self.router.counts_sql()
-            row = con.execute(f"SELECT {sql} FROM batch", params).fetchone() or ()
-            counts = {c[0].name: int(n) for c, n in zip(self.router.conditions, row, strict=False)}
-            written = []
-            for route in self._routes:
-                # only the routing columns come back from DuckDB; the events stay in Arrow
-                sel = con.execute(
-                    f"SELECT ({route.where}) AS m, {route.streams} AS s FROM batch",
-                    route.where_params + route.streams_params).to_arrow_table()
-                mask = pc.fill_null(sel.column("m"), False)
-                n = pc.sum(mask).as_py() or 0
-                if not n:
-                    continue
-                part = events if n == events.num_rows else events.filter(mask)
-                streams = sel.column("s") if n == events.num_rows else sel.column("s").filter(mask)
-                part = part.append_column(META_STREAMS, streams.cast(pa.list_(pa.string())))
-                written.append(self._write_file(route.index_set, day, part))
-            if not self.router.conditions:
-                counts["default"] = events.num_rows
-            return counts, written
-        finally:
-            con.unregister("batch")
-            con.close()
+    def commit(self, written: Sequence[EventFile], failures: pa.Table | None = None,
+               positions: Sequence[Position] = (),
+               forget: Sequence[tuple[str, int, int]] = ()) -> None:
+        """Record already written event files with failures and positions, atomically."""
+        with self._lock:
+            try:
+                self._commit(written, failures, positions, forget)
+            except BaseException:
+                for f in written:
+                    (self.root / f.path).unlink(missing_ok=True)
+                raise
+            for index_set, day in {(f.index_set, f.day) for f in written}:
+                self._maybe_compact(index_set, day)
 
-    def _write_file(self, index_set: str, day: dt.date, table: pa.Table
-                    ) -> tuple[str, str, int, Any, Any]:
-        rel = f"{EVENTS_DIR}/{index_set}/{day.isoformat()}/{uuid.uuid4().hex}.parquet"
-        path = self.root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        pq.write_table(table, tmp, compression="zstd", row_group_size=128 * 1024)
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        tmp.rename(path)
-        ts = table.column("@timestamp")
-        lo, hi = pc.min(ts).as_py(), pc.max(ts).as_py()
-        return rel, index_set, table.num_rows, lo, hi
-
-    def _commit(self, written: Sequence[tuple[str, str, int, Any, Any]], day: dt.date,
+    def _commit(self, written: Sequence[EventFile],
                 failures: pa.Table | None, positions: Sequence[Position],
                 forget: Sequence[tuple[str, int, int]]) -> None:
         if not (written or (failures is not None and failures.num_rows) or positions or forget):
@@ -228,7 +186,8 @@ class Store:
             now = _utcnow()
             if written:
                 con.executemany("INSERT INTO event_files VALUES (?, ?, ?, ?, ?, ?, ?)",
-                                [[rel, s, day, n, lo, hi, now] for rel, s, n, lo, hi in written])
+                                [[f.path, f.index_set, f.day, f.rows, f.min_ts, f.max_ts, now]
+                                 for f in written])
             if failures is not None and failures.num_rows:
                 con.register("failure_batch", failures)
                 con.execute("INSERT INTO failures BY NAME SELECT * FROM failure_batch")
@@ -256,17 +215,17 @@ class Store:
         paths = [p for p, in small]
         merged = pa.concat_tables([pq.read_table(self.root / p) for p in paths],
                                   promote_options="default")
-        rel, _, n, lo, hi = self._write_file(index_set, day, merged)
+        new = write_file(self.root, index_set, day, merged)
         con = self.con
         con.execute("BEGIN")
         try:
             con.executemany("DELETE FROM event_files WHERE path = ?", [[p] for p in paths])
             con.execute("INSERT INTO event_files VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        [rel, index_set, day, n, lo, hi, _utcnow()])
+                        [new.path, index_set, day, new.rows, new.min_ts, new.max_ts, _utcnow()])
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
-            (self.root / rel).unlink(missing_ok=True)
+            (self.root / new.path).unlink(missing_ok=True)
             raise
         for p in paths:
             (self.root / p).unlink(missing_ok=True)

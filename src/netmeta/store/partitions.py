@@ -1,0 +1,91 @@
+"""Event files of the store: routing a batch to its index sets and writing each part as a
+Parquet file of the day's partition.
+
+Pure file work, no catalog: the files become visible only when the store commits them, so
+this runs wherever the batch is (a pipeline worker process or the writer).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from netmeta.event import META_STREAMS
+from netmeta.route.streams import Route, Router
+from netmeta.store.schema import EVENTS_DIR, column_types
+
+
+@dataclass(frozen=True, slots=True)
+class EventFile:
+    path: str  # relative to the data dir
+    index_set: str
+    day: dt.date
+    rows: int
+    min_ts: dt.datetime | None
+    max_ts: dt.datetime | None
+
+
+def write_file(root: Path, index_set: str, day: dt.date, table: pa.Table) -> EventFile:
+    """Write and fsync one file; it is not part of the store until committed."""
+    rel = f"{EVENTS_DIR}/{index_set}/{day.isoformat()}/{uuid.uuid4().hex}.parquet"
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    pq.write_table(table, tmp, compression="zstd", row_group_size=128 * 1024)
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    tmp.rename(path)
+    ts = table.column("@timestamp")
+    return EventFile(rel, index_set, day, table.num_rows, pc.min(ts).as_py(),
+                     pc.max(ts).as_py())
+
+
+def write_routed(events: pa.Table, router: Router, routes: Sequence[Route], root: Path,
+                 day: dt.date, con: duckdb.DuckDBPyConnection
+                 ) -> tuple[dict[str, int], list[EventFile]]:
+    """Route ``events`` to index sets (stream rules run as SQL over the batch) and write one
+    file per index set; returns rows per stream and the files written."""
+    types = column_types()
+    unknown = [c for c in events.column_names if c not in types]
+    if unknown:
+        raise ValueError(f"batch has columns the store does not know: {unknown}")
+    con.register("batch", events)
+    written: list[EventFile] = []
+    try:
+        sql, params = router.counts_sql()
+        row = con.execute(f"SELECT {sql} FROM batch", params).fetchone() or ()
+        counts = {c[0].name: int(n) for c, n in zip(router.conditions, row, strict=False)}
+        if not router.conditions:
+            counts["default"] = events.num_rows
+        for route in routes:
+            # only the routing columns come back from DuckDB; the events stay in Arrow
+            sel = con.execute(f"SELECT ({route.where}) AS m, {route.streams} AS s FROM batch",
+                              route.where_params + route.streams_params).to_arrow_table()
+            mask = pc.fill_null(sel.column("m"), False)
+            n = pc.sum(mask).as_py() or 0
+            if not n:
+                continue
+            whole = n == events.num_rows
+            part = events if whole else events.filter(mask)
+            streams = sel.column("s") if whole else sel.column("s").filter(mask)
+            part = part.append_column(META_STREAMS, streams.cast(pa.list_(pa.string())))
+            written.append(write_file(root, route.index_set, day, part))
+        return counts, written
+    except BaseException:
+        for f in written:
+            (root / f.path).unlink(missing_ok=True)
+        raise
+    finally:
+        con.unregister("batch")
