@@ -8,7 +8,7 @@ objects built from columns, small lists built from scalar columns, "" treated as
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Union
+from typing import Any, Union
 
 import numpy as np
 import orjson
@@ -63,23 +63,14 @@ def json_values(a: pa.Array) -> pa.Array:
     return pa.array(out, pa.string())
 
 
-def _join(parts: list[pa.Array], n: int) -> pa.Array:
-    if not parts:
-        return pa.nulls(n, pa.string())
-    if len(parts) == 1:
-        joined = parts[0]
-    else:
-        # null_handling="skip" drops rows whose values are all null (pyarrow 26), so each
-        # present member carries its own leading comma and the first one is cut off
-        pre = [pc.coalesce(pc.binary_join_element_wise(",", p, ""), "") for p in parts]
-        joined = pc.utf8_slice_codeunits(pc.binary_join_element_wise(*pre, ""), 1)
-        joined = pc.if_else(pc.equal(joined, ""), pa.scalar(None, pa.string()), joined)
-    return pc.binary_join_element_wise("{", joined, "}", "")
+def json_object(tree: Tree, n: int) -> pa.Array:
+    """JSON object text per row from a nested tree of columns; null where every value is null.
 
-
-def json_members(tree: Tree, n: int) -> list[pa.Array]:
-    """``"key":value`` fragments (null where the value is null) of a nested tree of columns."""
-    parts: list[pa.Array] = []
+    A ``Raw`` node holds JSON text already: a whole value, or (under the key ``""``) members
+    ``"k":v,...`` to splice into this object.
+    """
+    keys: list[str] = []
+    values: list[pa.Array] = []
     for key, node in tree.items():
         if isinstance(node, Raw):
             inner = node.array
@@ -89,16 +80,26 @@ def json_members(tree: Tree, n: int) -> list[pa.Array]:
             inner = json_values(node)
         if inner.null_count == len(inner):
             continue
-        parts.append(pc.binary_join_element_wise(orjson.dumps(key).decode() + ":", inner, ""))
-    return parts
-
-
-def json_object(tree: Tree, n: int, raw_members: list[pa.Array] | None = None) -> pa.Array:
-    """JSON object text per row from a nested tree of columns; null where every value is null.
-
-    ``raw_members`` are extra columns already holding ``"k":v,...`` text (or null).
-    """
-    return _join(json_members(tree, n) + list(raw_members or ()), n)
+        keys.append("" if key == "" else orjson.dumps(key).decode() + ":")
+        values.append(inner)
+    if not values:
+        return pa.nulls(n, pa.string())
+    if all(v.null_count == 0 for v in values):
+        # the common case, every member present: one pass builds the whole object
+        pieces: list[Any] = ["{"]
+        for i, (k, v) in enumerate(zip(keys, values, strict=True)):
+            pieces += [("," if i else "") + k, v]
+        return pc.binary_join_element_wise(*pieces, "}", "")
+    # some members absent on some rows: each present member carries its own leading comma,
+    # the first comma is cut off, and a row with no member at all becomes null
+    # (null_handling="skip" would drop such rows altogether in pyarrow 26)
+    frags = [pc.binary_join_element_wise("," + k, v, "") for k, v in zip(keys, values,
+                                                                          strict=True)]
+    joined = pc.binary_join_element_wise(*frags, "", null_handling="replace",
+                                         null_replacement="")
+    body = pc.utf8_slice_codeunits(joined, 1)
+    return pc.if_else(pc.equal(joined, ""), pa.scalar(None, pa.string()),
+                      pc.binary_join_element_wise("{", body, "}", ""))
 
 
 def list_of(*cols: pa.Array, value_type: pa.DataType | None = None) -> pa.Array:

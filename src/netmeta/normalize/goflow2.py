@@ -277,7 +277,9 @@ def _append(out: Normalized, rec: pa.Table, original: pa.Array, starts: np.ndarr
                 leftovers[name] = sf(raw)
             continue
         leftovers[name] = raw
-    goflow2 = json_object(leftovers, n, [raw_extra] if raw_extra is not None else None)
+    if raw_extra is not None:  # fields of loose lines that are not in the schema
+        leftovers[""] = Raw(raw_extra)
+    goflow2 = json_object(leftovers, n)
     extra = json_object({
         "sflow": {"bytes": sf(nbytes), "sample_rate": sf(rate),
                   "sequence_num": sf(num("sequence_num"))},

@@ -24,6 +24,11 @@ from netmeta.route.streams import Route, Router
 from netmeta.store.schema import EVENTS_DIR, column_types
 
 
+# Nearly unique per event: a dictionary would only cost time. String statistics are not
+# written either (min/max of free text prunes nothing); numbers, times and IP keys keep theirs.
+_UNIQUE = frozenset({"event.original", "_extra", "_id", "network.community_id"})
+
+
 @dataclass(frozen=True, slots=True)
 class EventFile:
     path: str  # relative to the data dir
@@ -40,7 +45,10 @@ def write_file(root: Path, index_set: str, day: dt.date, table: pa.Table) -> Eve
     path = root / rel
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    pq.write_table(table, tmp, compression="zstd", row_group_size=128 * 1024)
+    pq.write_table(table, tmp, compression="zstd", row_group_size=128 * 1024,
+                   use_dictionary=[c for c in table.column_names if c not in _UNIQUE],
+                   write_statistics=[c for c in table.column_names
+                                     if not pa.types.is_string(table.schema.field(c).type)])
     fd = os.open(tmp, os.O_RDONLY)
     try:
         os.fsync(fd)
