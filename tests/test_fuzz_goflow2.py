@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from netmeta.decode.jsonlines import decode_lines, line_bounds
+from netmeta.event import to_documents
 from netmeta.normalize.goflow2 import SCHEMA, Origin, normalize
 
 from .conftest import goflow2_line
@@ -57,3 +58,15 @@ def test_bad_addresses_become_failures(n: int, field: str, value: str) -> None:
     lines = [goflow2_line(i).encode() for i in range(n)]
     lines.append(goflow2_line(99, **{field: value}).encode())
     _check(_lines(lines))
+
+
+def test_unknown_fields_keep_their_text_and_known_fields_their_type() -> None:
+    """Arrow would read "2024-01-01" as a timestamp; the event must keep the string."""
+    lines = [goflow2_line(0, note="2024-01-01", later=1),
+             goflow2_line(1, note="2024-01-02T00:00:00Z", src_mac="00:11:22:33:44:55")]
+    data = ("\n".join(lines) + "\n").encode()
+    out = normalize(decode_lines(data, SCHEMA), data, Origin("f"))
+    docs = [d for t in out.events for d in to_documents(t)]
+    assert [d["goflow2"]["note"] for d in docs] == ["2024-01-01", "2024-01-02T00:00:00Z"]
+    assert docs[1]["goflow2"]["src_mac"] == "00:11:22:33:44:55"
+    assert docs[0]["goflow2"]["later"] == 1 and out.failures == []

@@ -1,10 +1,10 @@
 """JSON lines → columns.
 
-The fast path hands a whole chunk to Arrow's C++ JSON reader with an explicit schema and
-gets columns back in one call. A chunk the reader rejects (one odd line is enough: a wrong
-type, two objects on a line, invalid UTF-8) is bisected until the odd lines stand alone;
-those take the exact per-line path, where the caller's ``loose`` handling decides what a
-record means and where non-objects become failures. No line is lost either way.
+The fast path hands a whole chunk to Arrow's C++ JSON reader and gets columns back in one
+call. A chunk the reader rejects (one odd line is enough: a wrong type, two objects on a
+line, invalid UTF-8) is bisected until the odd lines stand alone; those take the exact
+per-line path, where the caller's ``loose`` handling decides what a record means and where
+non-objects become failures. No line is lost either way.
 """
 
 from __future__ import annotations
@@ -17,8 +17,6 @@ import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.json as pj
-
-_MIN_BISECT = 1
 
 
 @dataclass(slots=True)
@@ -58,41 +56,100 @@ def line_bounds(data: bytes) -> tuple[np.ndarray, np.ndarray]:
 
 
 def decode_lines(data: bytes, schema: pa.Schema) -> Decoded:
+    """``schema`` types the known fields; other fields are inferred and kept."""
     starts, ends = line_bounds(data)
     out = Decoded()
-    _decode_range(data, starts, ends, schema, out)
+    _Reader(data, schema, _declared(data, starts, ends, schema), out).decode(starts, ends)
     return out
 
 
-def _read(data: bytes, schema: pa.Schema) -> pa.Table:
-    return pj.read_json(
-        io.BytesIO(data),
-        read_options=pj.ReadOptions(use_threads=False, block_size=max(1 << 20, len(data) + 1)),
-        parse_options=pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="infer"),
-    )
+def _declared(data: bytes, starts: np.ndarray, ends: np.ndarray, schema: pa.Schema
+              ) -> pa.Schema:
+    """The part of ``schema`` the chunk's first record uses.
 
-
-def _decode_range(
-    data: bytes, starts: np.ndarray, ends: np.ndarray, schema: pa.Schema, out: Decoded
-) -> None:
-    n = len(starts)
-    if n == 0:
-        return
-    lo, hi = int(starts[0]), int(ends[-1])
-    blob = data[lo:hi]
+    Arrow fills every declared field on every row, so declaring all fifty fields a format
+    may have, when a record carries sixteen, doubles the parse time. Fields that only later
+    lines carry are inferred, then checked against ``schema``.
+    """
+    if not len(starts):
+        return schema
     try:
-        table = _read(blob, schema)
-        if table.num_rows == n:
-            out.segments.append(Segment(table, starts, ends))
+        first = orjson.loads(data[int(starts[0]):int(ends[0])])
+    except orjson.JSONDecodeError:
+        return schema
+    if not isinstance(first, dict):
+        return schema
+    return _subschema(schema, frozenset(first))
+
+
+_SUBSCHEMAS: dict[tuple[int, frozenset[str]], pa.Schema] = {}
+
+
+def _subschema(schema: pa.Schema, keys: frozenset[str]) -> pa.Schema:
+    key = (id(schema), keys)
+    sub = _SUBSCHEMAS.get(key)
+    if sub is None:
+        if len(_SUBSCHEMAS) > 256:
+            _SUBSCHEMAS.clear()
+        sub = _SUBSCHEMAS[key] = pa.schema([f for f in schema if f.name in keys])
+    return sub
+
+
+@dataclass(slots=True)
+class _Reader:
+    data: bytes
+    full: pa.Schema  # every known field and its type
+    declared: pa.Schema  # what Arrow is told up front
+    out: Decoded
+
+    def decode(self, starts: np.ndarray, ends: np.ndarray) -> None:
+        n = len(starts)
+        if n == 0:
             return
-    except (pa.ArrowInvalid, UnicodeDecodeError, ValueError):
-        pass
-    if n <= _MIN_BISECT:
-        _one_line(lo, blob, out)
-        return
-    mid = n // 2
-    _decode_range(data, starts[:mid], ends[:mid], schema, out)
-    _decode_range(data, starts[mid:], ends[mid:], schema, out)
+        lo, hi = int(starts[0]), int(ends[-1])
+        blob = self.data[lo:hi]
+        table = self._read(blob)
+        if table is not None and table.num_rows == n:
+            self.out.segments.append(Segment(table, starts, ends))
+            return
+        if n == 1:
+            _one_line(lo, blob, self.out)
+            return
+        mid = n // 2
+        self.decode(starts[:mid], ends[:mid])
+        self.decode(starts[mid:], ends[mid:])
+
+    def _read(self, blob: bytes) -> pa.Table | None:
+        try:
+            table = self._arrow(blob)
+            # Arrow infers ISO-looking strings as timestamps, which would lose the text as
+            # sent: such fields are read again declared as strings
+            stamps = [f.name for f in table.schema if pa.types.is_timestamp(f.type)]
+            if stamps:
+                self.declared = pa.schema(list(self.declared) + [
+                    pa.field(name, pa.string()) for name in stamps
+                    if self.declared.get_field_index(name) < 0])
+                table = self._arrow(blob)
+        except (pa.ArrowInvalid, UnicodeDecodeError, ValueError):
+            return None
+        # known fields that were inferred must have their type (all-null is fine)
+        for i, f in enumerate(table.schema):
+            j = self.full.get_field_index(f.name)
+            if j < 0 or f.type == self.full.field(j).type:
+                continue
+            if not pa.types.is_null(f.type):
+                return None
+            table = table.set_column(i, self.full.field(j), pa.nulls(table.num_rows,
+                                                                      self.full.field(j).type))
+        return table
+
+
+    def _arrow(self, blob: bytes) -> pa.Table:
+        return pj.read_json(
+            io.BytesIO(blob),
+            read_options=pj.ReadOptions(use_threads=False, block_size=max(1 << 20, len(blob) + 1)),
+            parse_options=pj.ParseOptions(explicit_schema=self.declared,
+                                          unexpected_field_behavior="infer"))
 
 
 def _one_line(offset: int, line: bytes, out: Decoded) -> None:

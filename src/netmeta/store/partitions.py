@@ -23,7 +23,6 @@ from netmeta.event import META_STREAMS
 from netmeta.route.streams import Route, Router
 from netmeta.store.schema import EVENTS_DIR, column_types
 
-
 # Nearly unique per event: a dictionary would only cost time. String statistics are not
 # written either (min/max of free text prunes nothing); numbers, times and IP keys keep theirs.
 _UNIQUE = frozenset({"event.original", "_extra", "_id", "network.community_id"})
