@@ -36,7 +36,7 @@ class Pipeline(_S):
     batch_size: int = 100_000  # events per store append
     batch_timeout: float = 1.0  # seconds before a partial batch is stored
     queue_size: int = 8  # chunks in flight between reader, workers and writer
-    read_size: int = 4 << 20  # bytes read from a file at a time
+    read_size: int = 16 << 20  # bytes read from a file at a time (one event file per read)
     max_line: int = 1 << 20  # longer lines become failure events
 
 

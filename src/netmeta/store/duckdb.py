@@ -43,7 +43,7 @@ from netmeta.store.schema import (
 
 DB_FILE = "netmeta.duckdb"
 COMPACT_AT = 16  # small files in one partition before they are merged into one
-SMALL_FILE = 50_000  # rows; a merged file is larger, so it is not merged again
+SMALL_FILE = 20_000  # rows; merged files are larger, so they are not merged again
 
 
 class StoreLocked(RuntimeError):
