@@ -22,6 +22,7 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
+import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -135,16 +136,72 @@ def cidr_key_range(cidr: str) -> tuple[bytes, bytes]:
     return lo, hi
 
 
-def _keys_for(col: pa.ChunkedArray | pa.Array) -> pa.Array:
-    """Vectorized over distinct values: each address is converted once per batch."""
+def _key_fast(text: str) -> bytes | None:
+    """ip_key without the cache: inet_pton first, several times faster than ipaddress."""
+    try:
+        return _V4_PREFIX + socket.inet_pton(socket.AF_INET, text)
+    except (OSError, ValueError):
+        pass
+    try:
+        return socket.inet_pton(socket.AF_INET6, text)
+    except (OSError, ValueError):
+        return ip_key(text)  # zone ids ("fe80::1%eth0") and anything unusual
+
+
+# Several stages need the keys of the same address columns of a batch (the normalizer's
+# check, community id, locality, the stored key column): the last few are remembered. An
+# entry holds its array, so the buffer addresses that identify it cannot be reused.
+_KEY_MEMO: list[tuple[tuple[Any, ...], pa.Array, tuple[np.ndarray, np.ndarray]]] = []
+
+
+def single_array(col: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """One Array; a one-chunk column without a copy (combine_chunks always copies)."""
     if isinstance(col, pa.ChunkedArray):
-        col = col.combine_chunks()
+        return col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
+    return col
+
+
+def _identity(a: pa.Array) -> tuple[Any, ...]:
+    return (str(a.type), len(a), a.offset,
+            tuple(b.address if b is not None else 0 for b in a.buffers()))
+
+
+def distinct_ip_keys(col: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices into a (U, 16) matrix of distinct IP keys, and that matrix.
+
+    Each distinct address string is parsed once; index -1 marks a null or unparsable value.
+    """
+    a = single_array(col)
+    ident = _identity(a)
+    for key, _, result in _KEY_MEMO:
+        if key == ident:
+            return result
+    enc = pc.dictionary_encode(a if pa.types.is_string(a.type) else pc.cast(a, pa.string()))
+    parsed = [_key_fast(v) for v in enc.dictionary.to_pylist()]
+    good = np.fromiter((k is not None for k in parsed), bool, len(parsed))
+    keys = np.frombuffer(b"".join(k for k in parsed if k is not None), np.uint8).reshape(-1, 16)
+    # indices address only the parsable entries; the trailing -1 is what nulls pick up
+    remap = np.append(np.where(good, np.cumsum(good) - 1, -1), -1)
+    idx = pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+    result = (remap[idx], keys)
+    _KEY_MEMO.append((ident, a, result))
+    if len(_KEY_MEMO) > 8:
+        del _KEY_MEMO[0]
+    return result
+
+
+def _keys_for(col: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """The 16-byte key column of an ip or ip[] column (null where not an address)."""
+    col = single_array(col)
     if pa.types.is_list(col.type):
         flat = _keys_for(col.flatten())
         return pa.ListArray.from_arrays(col.offsets, flat, mask=col.is_null())
-    enc = pc.dictionary_encode(col)
-    uniq = pa.array([ip_key(v) for v in enc.dictionary.to_pylist()], pa.binary())
-    return uniq.take(enc.indices)
+    rows, keys = distinct_ip_keys(col)
+    ok = rows >= 0
+    matrix = keys[np.where(ok, rows, 0)] if len(keys) else np.zeros((len(rows), 16), np.uint8)
+    fixed = pa.FixedSizeBinaryArray.from_buffers(
+        pa.binary(16), len(rows), [pa.array(ok).buffers()[1], pa.py_buffer(matrix.tobytes())])
+    return fixed.cast(pa.binary())
 
 
 def add_ip_keys(table: pa.Table) -> pa.Table:

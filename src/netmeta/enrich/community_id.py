@@ -25,13 +25,12 @@ import csv
 import hashlib
 from functools import lru_cache
 from importlib import resources
-from socket import AF_INET, AF_INET6, inet_pton
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from netmeta.event import ip_key
+from netmeta.event import distinct_ip_keys
 
 ICMP = 1
 TCP = 6
@@ -72,34 +71,6 @@ def int_column(a: Array, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
     values = pc.fill_null(a, 0).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
     ok = a.is_valid().to_numpy(zero_copy_only=False) & (values >= lo) & (values <= hi)
     return np.where(ok, values, 0), ok
-
-
-def _key(text: str) -> bytes | None:
-    """ip_key's 16-byte key; inet_pton first because it is several times faster."""
-    try:
-        return _V4_MAPPED_BYTES + inet_pton(AF_INET, text)
-    except OSError:
-        pass
-    try:
-        return inet_pton(AF_INET6, text)
-    except OSError:
-        return ip_key(text)  # zone ids ("fe80::1%eth0") and anything unusual
-
-
-def distinct_ip_keys(a: Array) -> tuple[np.ndarray, np.ndarray]:
-    """Row indices into a matrix of distinct 16-byte IP keys, and that (U, 16) matrix.
-
-    Each distinct address string is parsed once; index -1 marks a null or unparsable value.
-    """
-    enc = pc.dictionary_encode(pc.cast(_flat(a), pa.string()))
-    parsed = [_key(v) for v in enc.dictionary.to_pylist()]
-    good = np.fromiter((k is not None for k in parsed), bool, len(parsed))
-    keys = np.frombuffer(b"".join(k for k in parsed if k is not None), np.uint8).reshape(-1, 16)
-    # Renumber so that indices address only the parsable dictionary entries; the trailing
-    # -1 is what a null row (index -1) picks up.
-    remap = np.append(np.where(good, np.cumsum(good) - 1, -1), -1)
-    idx = pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
-    return remap[idx], keys
 
 
 def ip_key_rows(a: Array) -> tuple[np.ndarray, np.ndarray]:

@@ -26,7 +26,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import yaml
 
-from netmeta.enrich.community_id import distinct_ip_keys, fill_nulls, key_words
+from netmeta.enrich.community_id import fill_nulls, key_words
+from netmeta.event import distinct_ip_keys
 
 INTERNAL = "internal"
 EXTERNAL = "external"

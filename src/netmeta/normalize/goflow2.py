@@ -30,7 +30,7 @@ from netmeta.columns import (
     list_of,
 )
 from netmeta.decode.jsonlines import Decoded
-from netmeta.event import META_EXTRA, META_ID, META_INPUT, Failure, ip_key
+from netmeta.event import META_EXTRA, META_ID, META_INPUT, Failure, distinct_ip_keys
 
 ECS_VERSION = "8.16.0"
 
@@ -156,11 +156,8 @@ def _ip_check(col: pa.Array | None, name: str, bad: np.ndarray, why: list[str | 
     """Mark rows whose address does not parse (Elastic's `convert type: ip` fails them)."""
     if col is None:
         return
-    enc = pc.dictionary_encode(col)
-    ok = np.array([ip_key(v) is not None for v in enc.dictionary.to_pylist()], bool)
-    idx = enc.indices.to_numpy(zero_copy_only=False)
-    valid = np.asarray(col.is_valid())
-    rows_bad = valid & ~ok[np.where(valid, idx, 0).astype(np.int64)] if len(ok) else valid & False
+    rows, _ = distinct_ip_keys(col)  # remembered for the enrichers of this batch
+    rows_bad = np.asarray(col.is_valid()) & (rows < 0)
     for i in np.flatnonzero(rows_bad & ~bad):
         why[i] = f"{name} {col[int(i)].as_py()!r} is not an IP address"
     bad |= rows_bad
