@@ -80,3 +80,39 @@ def test_worker_processes_give_the_same_documents_as_inline(tmp_path: Path):
         out[workers] = docs
     assert len(out[0]) == 300 and out[0] == out[2]
     assert [d["sflow"]["sequence_num"] for d in out[2]] == list(range(300))
+
+
+def test_a_chunk_that_raises_becomes_failures_and_the_pipeline_goes_on(tmp_path: Path,
+                                                                      monkeypatch) -> None:
+    from netmeta.normalize import goflow2
+
+    real = goflow2.normalize
+    calls = {"n": 0}
+
+    def flaky(decoded, data, origin):  # the first chunk hits a (simulated) bug
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise KeyError("simulated bug")
+        return real(decoded, data, origin)
+
+    monkeypatch.setattr(goflow2, "normalize", flaky)
+    cfg = _cfg(tmp_path, workers=0)
+    store = build_store(cfg)
+    pipe = Pipeline(cfg, store)
+    for i in range(3):
+        pipe.submit(_job(i))
+    pipe.close()
+    assert q.count(store, q.Query()) == 20
+    fails = store.failures().to_pylist()
+    assert len(fails) == 10
+    assert all("internal error: KeyError" in f["error.message"] for f in fails)
+    assert sorted(f["log.offset"] for f in fails) == _offsets(_job(0).data)
+    store.close()
+
+
+def _offsets(data: bytes) -> list[int]:
+    out, pos = [], 0
+    for line in data.splitlines(keepends=True):
+        out.append(pos)
+        pos += len(line)
+    return out

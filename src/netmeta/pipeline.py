@@ -24,12 +24,13 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import orjson
 import pyarrow as pa
 
 from netmeta import metrics
 from netmeta.config import Config, Input
-from netmeta.decode.jsonlines import decode_lines
+from netmeta.decode.jsonlines import decode_lines, line_bounds
 from netmeta.enrich.community_id import add_community_id
 from netmeta.enrich.geoip import GeoIP
 from netmeta.enrich.locality import Locality
@@ -134,13 +135,19 @@ class Processor:
             for off, first in job.oversized]
         table = None
         if job.data:
-            decoded = decode_lines(job.data, goflow2.SCHEMA)
-            out = goflow2.normalize(decoded, job.data, job.origin)
-            fails += out.failures
-            if out.events:
-                table = (out.events[0] if len(out.events) == 1
-                         else pa.concat_tables(out.events, promote_options="default"))
-                table = self.enrich(job.input, table)
+            try:
+                decoded = decode_lines(job.data, goflow2.SCHEMA)
+                out = goflow2.normalize(decoded, job.data, job.origin)
+                fails += out.failures
+                if out.events:
+                    table = (out.events[0] if len(out.events) == 1
+                             else pa.concat_tables(out.events, promote_options="default"))
+                    table = self.enrich(job.input, table)
+            except Exception as e:  # a bug must not lose the chunk nor stop the input
+                log.exception("input %s: chunk at offset %d failed", job.input,
+                              job.origin.offset)
+                table = None
+                fails = _chunk_failed(job, f"{type(e).__name__}: {e}")
         position = None
         if job.end is not None:
             o = job.origin
@@ -171,12 +178,23 @@ class Processor:
         return add_ip_keys(table)
 
 
+def _chunk_failed(job: Job, why: str) -> list[Failure]:
+    """Every line of a chunk as a failure event, when processing it raised."""
+    starts, ends = line_bounds(job.data)
+    o = job.origin
+    return [Failure(job.input, f"{job.format}: internal error: {why}",
+                    job.data[int(s):int(e)], o.path, o.offset + int(s))
+            for s, e in zip(starts, ends, strict=True) if job.data[int(s):int(e)].strip()]
+
+
 def _static(table: pa.Table, tags: tuple[str, ...], fields: tuple[tuple[str, Any], ...]
             ) -> pa.Table:
     """The input's configured tags and fields (Filebeat's ``tags`` / ``fields``), on every event."""
     n = table.num_rows
     if tags:
-        arr = pa.array([list(tags)] * n, pa.list_(pa.string()))
+        k = len(tags)
+        arr = pa.ListArray.from_arrays(pa.array(np.arange(0, (n + 1) * k, k, dtype=np.int32)),
+                                       pa.array(list(tags) * n, pa.string()))
         table = table.append_column("tags", arr) if "tags" not in table.column_names \
             else table.set_column(table.column_names.index("tags"), "tags", arr)
     loose: dict[str, Any] = {}
@@ -339,13 +357,13 @@ class Pipeline:
                 if rows >= self.cfg.pipeline.batch_size or (due and (
                         pend_events or pend_files or pend_fail or positions or forget)):
                     self._flush(pend_events, pend_files, pend_counts, pend_fail,
-                                list(positions.values()), forget)
+                                list(positions.values()), forget, rows)
                     pend_events, pend_files, pend_counts = [], [], {}
                     pend_fail, positions, forget, rows = [], {}, [], 0
                 if due or item is None:
                     deadline = time.monotonic() + self.cfg.pipeline.batch_timeout
             self._flush(pend_events, pend_files, pend_counts, pend_fail,
-                        list(positions.values()), forget)
+                        list(positions.values()), forget, rows)
         except BaseException as e:  # noqa: BLE001 - reported by submit()/close()
             log.exception("writer failed")
             self.error = e
@@ -371,7 +389,7 @@ class Pipeline:
 
     def _flush(self, events: list[pa.Table], files: list[EventFile], counts: dict[str, int],
                fails: list[Failure], positions: list[Position],
-               forget: list[tuple[str, int, int]]) -> None:
+               forget: list[tuple[str, int, int]], n_events: int) -> None:
         metrics.queue_depth.labels("chunks").set(self.futures.qsize())
         table = pa.concat_tables(events, promote_options="default") if events else None
         if self.sink is not None:
@@ -394,7 +412,7 @@ class Pipeline:
         for stream, n in counts.items():
             metrics.stored.labels(stream).inc(n)
         with self.stats.lock:
-            self.stats.stored += sum(f.rows for f in files)
+            self.stats.stored += n_events
 
 
 # ---------------------------------------------------------------- sources
