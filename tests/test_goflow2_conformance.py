@@ -15,12 +15,11 @@ import pytest
 import yaml
 
 from netmeta.config import Config, Input, InputEnrich
-from netmeta.event import to_documents
+from netmeta.event import flatten, to_documents
 from netmeta.normalize.goflow2 import Origin
 from netmeta.pipeline import EnrichSpec, Job, Processor
 
 from .conftest import GEOIP, PEER, ROOT
-from .helpers import flatten
 
 CASE = PEER / "goflow2" / "pipeline" / "test-goflow2-sflow-sample.log"
 ALLOW = yaml.safe_load((ROOT / "tests" / "conformance_allowlist.yml").read_text())["goflow2.sflow"]

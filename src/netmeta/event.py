@@ -341,6 +341,17 @@ def _merge(into: dict[str, Any], other: Mapping[str, Any]) -> None:
             into[k] = v
 
 
+def flatten(doc: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Dotted leaf paths of a nested document (lists are leaves)."""
+    out: dict[str, Any] = {}
+    for k, v in doc.items():
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[prefix + k] = v
+    return out
+
+
 def row_to_document(row: Mapping[str, Any]) -> dict[str, Any]:
     """The nested ECS document of one stored or in-flight row (as from ``to_pylist``)."""
     doc: dict[str, Any] = {}

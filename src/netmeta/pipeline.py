@@ -40,6 +40,7 @@ from netmeta.event import (
     Failure,
     add_ip_keys,
     failures_table,
+    flatten,
     to_documents,
 )
 from netmeta.normalize import goflow2
@@ -104,17 +105,7 @@ class EnrichSpec:
 
 def _input_spec(i: Input) -> tuple[bool, bool, bool, tuple[str, ...], tuple[tuple[str, Any], ...]]:
     return (i.enrich.geoip, i.enrich.community_id, i.enrich.locality, tuple(i.tags),
-            tuple(_flatten(i.fields).items()))
-
-
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[prefix + k] = v
-    return out
+            tuple(flatten(i.fields).items()))
 
 
 class Processor:
