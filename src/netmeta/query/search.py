@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import duckdb
+import pyarrow as pa
 
 from netmeta.event import FIELDS, META_EXTRA, row_to_document
 from netmeta.query.kql import KQLError
@@ -60,13 +63,11 @@ class Query:
 def search(store: Store, q: Query, limit: int = 100, fields: Sequence[str] = ()
            ) -> list[dict[str, Any]]:
     """Newest first; each hit is the nested ECS document (or only ``fields``, dotted)."""
-    rel = store.events_relation(q.start, q.end, q.index_sets)
-    if rel is None:
-        return []
     where, params = q.where()
-    rows = store.cursor().execute(
+    table = _run(store, q, lambda rel: (
         f'SELECT * FROM ({rel}) WHERE {where} ORDER BY "@timestamp" DESC LIMIT ?',
-        [*params, int(limit)]).to_arrow_table().to_pylist()
+        [*params, int(limit)]))
+    rows = table.to_pylist() if table is not None else []
     docs = [row_to_document(r) for r in rows]
     if fields:
         return [{f: pick(d, f) for f in fields} for d in docs]
@@ -83,12 +84,10 @@ def pick(doc: dict[str, Any], dotted: str) -> Any:
 
 
 def count(store: Store, q: Query) -> int:
-    rel = store.events_relation(q.start, q.end, q.index_sets)
-    if rel is None:
-        return 0
     where, params = q.where()
-    return int(store.cursor().execute(f"SELECT count(*) FROM ({rel}) WHERE {where}",
-                                      params).fetchone()[0])
+    table = _run(store, q, lambda rel: (f"SELECT count(*) AS n FROM ({rel}) WHERE {where}",
+                                        params))
+    return int(table.column("n")[0].as_py()) if table is not None else 0
 
 
 def _value_expr(name: str) -> tuple[str, list[Any], bool]:
@@ -119,9 +118,6 @@ def _metric_expr(name: str) -> tuple[str, list[Any]]:
 def top(store: Store, field: str, q: Query, by: str | None = None, limit: int = 10
         ) -> list[tuple[Any, float]]:
     """Top values of ``field`` by event count, or by the sum of the numeric field ``by``."""
-    rel = store.events_relation(q.start, q.end, q.index_sets)
-    if rel is None:
-        return []
     where, wparams = q.where()
     value, vparams, is_list = _value_expr(field)
     if by:
@@ -130,9 +126,42 @@ def top(store: Store, field: str, q: Query, by: str | None = None, limit: int = 
     else:
         agg, mparams = "count(*)", []
     value = f"unnest({value})" if is_list else value
-    inner = f"SELECT {value} AS v, * FROM ({rel}) WHERE {where}"
-    # parameters in text order: the metric (outer select), the value, the filter
-    sql = (f"SELECT v, {agg} AS m FROM ({inner}) WHERE v IS NOT NULL GROUP BY v "
-           "ORDER BY m DESC NULLS LAST, v LIMIT ?")
-    rows = store.cursor().execute(sql, mparams + vparams + wparams + [int(limit)]).fetchall()
-    return [(v, m) for v, m in rows]
+
+    def sql(rel: str) -> tuple[str, list[Any]]:
+        inner = f"SELECT {value} AS v, * FROM ({rel}) WHERE {where}"
+        # parameters in text order: the metric (outer select), the value, the filter
+        return (f"SELECT v, {agg} AS m FROM ({inner}) WHERE v IS NOT NULL GROUP BY v "
+                "ORDER BY m DESC NULLS LAST, v LIMIT ?", mparams + vparams + wparams + [limit])
+
+    table = _run(store, q, sql)
+    if table is None:
+        return []
+    metric = [_number(m) for m in table.column("m").to_pylist()]
+    return list(zip(table.column("v").to_pylist(), metric, strict=True))
+
+
+def _number(m: Any) -> int | float | None:
+    """sum() of BIGINT is a HUGEINT, which arrives as a Decimal."""
+    if m is None or isinstance(m, int | float):
+        return m
+    return int(m) if m == int(m) else float(m)
+
+
+def _run(store: Store, q: Query, build: Callable[[str], tuple[str, list[Any]]]
+         ) -> pa.Table | None:
+    """Run a query over the files of [start, end]; None when there are none.
+
+    Compaction and retention delete files after committing; a query that listed one of
+    them just before is run once more with the files as they are now.
+    """
+    for attempt in (1, 2):
+        rel = store.events_relation(q.start, q.end, q.index_sets)
+        if rel is None:
+            return None
+        sql, params = build(rel)
+        try:
+            return store.cursor().execute(sql, params).to_arrow_table()
+        except duckdb.IOException:
+            if attempt == 2:
+                raise
+    return None
