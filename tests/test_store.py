@@ -53,9 +53,9 @@ def test_an_event_may_match_several_streams_and_unrouted_events_are_kept(tmp_pat
                Stream("big", "big", rule="network.bytes >= 8")]
     store = Store(tmp_path, [IndexSet("flows"), IndexSet("big")], streams)
     counts = store.append(_batch(10), now=DAY1)
-    assert counts == {"a": 10, "web": 10, "big": 2}
+    assert counts == {"a": 10, "web": 10, "big": 2, "default": 0}
     counts = store.append(_batch(3, port=53, input_name="other"), now=DAY1)
-    assert counts == {"a": 0, "web": 0, "big": 0}
+    assert counts == {"a": 0, "web": 0, "big": 0, "default": 3}
     cur = store.cursor()
 
     def rows(index_set: str, cols: str) -> list[tuple]:
@@ -68,6 +68,22 @@ def test_an_event_may_match_several_streams_and_unrouted_events_are_kept(tmp_pat
     # matched by no stream: default index set, stream "default"
     assert rows("default", '"_streams", "_input"') == [(["default"], "other")] * 3
     assert q.count(store, q.Query("_streams:web")) == 10
+
+
+def test_streams_without_rules_route_by_input(tmp_path: Path):
+    """The default set-up (a stream per input) routes without evaluating anything per row."""
+    streams = [Stream("a", "flows", ("a",)), Stream("b", inputs=("b",)),
+               Stream("all_a", "default", ("a",))]
+    store = Store(tmp_path, [IndexSet("flows")], streams)
+    assert store.append(_batch(4), now=DAY1) == {"a": 4, "b": 0, "all_a": 4, "default": 0}
+    assert store.append(_batch(2, input_name="zzz"), now=DAY1) == {
+        "a": 0, "b": 0, "all_a": 0, "default": 2}
+    cur = store.cursor()
+    flows = cur.execute(f"SELECT _streams FROM ({store.events_relation(None, None, ['flows'])})")
+    assert flows.fetchall() == [(["a"],)] * 4
+    rel = store.events_relation(None, None, ["default"])
+    got = cur.execute(f"SELECT _input, _streams FROM ({rel}) ORDER BY _input").fetchall()
+    assert got == [("a", ["all_a"])] * 4 + [("zzz", ["default"])] * 2
 
 
 def test_failures_positions_and_one_transaction(tmp_path: Path):

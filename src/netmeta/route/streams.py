@@ -71,11 +71,30 @@ class Router:
             routes.append(Route(DEFAULT, f"NOT ({any_sql})", any_params, "[?]", [DEFAULT]))
         return routes
 
+    def by_input(self, input_name: str) -> dict[str, list[str]] | None:
+        """Index set → names of the streams every event of ``input_name`` matches, when no
+        stream has a rule (the default set-up: routing then needs no look at the events);
+        None when rules must be evaluated."""
+        if any(s.rule.strip() for s in self.streams):
+            return None
+        out: dict[str, list[str]] = {}
+        for s in self.streams:
+            if not s.inputs or input_name in s.inputs:
+                out.setdefault(s.index_set, []).append(s.name)
+        return out or {DEFAULT: [DEFAULT]}
+
     def counts_sql(self) -> tuple[str, list[Any]]:
-        """One query giving, per stream, how many rows of a batch it matched."""
+        """One query giving, per stream and then for the catch-all ``default``, how many rows
+        of a batch it matched (see ``count_names``)."""
         parts = [f"count(*) FILTER (WHERE {c})" for _, c, _ in self.conditions]
         params = [p for _, _, ps in self.conditions for p in ps]
-        return ", ".join(parts) or "0", params
+        any_sql = " OR ".join(f"({c})" for _, c, _ in self.conditions) or "FALSE"
+        parts.append(f"count(*) FILTER (WHERE NOT ({any_sql}))")
+        params += params
+        return ", ".join(parts), params
+
+    def count_names(self) -> list[str]:
+        return [s.name for s, _, _ in self.conditions] + [DEFAULT]
 
 
 def _condition(s: Stream) -> tuple[str, list[Any]]:

@@ -15,11 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from netmeta.event import META_STREAMS
+from netmeta.event import META_INPUT, META_STREAMS
 from netmeta.route.streams import Route, Router
 from netmeta.store.schema import EVENTS_DIR, column_types
 
@@ -59,6 +60,32 @@ def write_file(root: Path, index_set: str, day: dt.date, table: pa.Table) -> Eve
                      pc.max(ts).as_py())
 
 
+def _with_streams(table: pa.Table, streams: pa.Array) -> pa.Table:
+    return table.append_column(META_STREAMS, streams.cast(pa.list_(pa.string())))
+
+
+def _write_by_input(events: pa.Table, router: Router, plan: dict[str, list[str]], root: Path,
+                    day: dt.date) -> tuple[dict[str, int], list[EventFile]]:
+    """The whole batch goes to each index set of the plan, with the same stream names."""
+    n = events.num_rows
+    counts = dict.fromkeys(router.count_names(), 0)
+    written: list[EventFile] = []
+    try:
+        for index_set, names in plan.items():
+            k = len(names)
+            streams = pa.ListArray.from_arrays(
+                pa.array(np.arange(0, (n + 1) * k, k, dtype=np.int32)),
+                pa.array(names * n, pa.string()))
+            written.append(write_file(root, index_set, day, _with_streams(events, streams)))
+            for name in names:
+                counts[name] = n
+    except BaseException:
+        for f in written:
+            (root / f.path).unlink(missing_ok=True)
+        raise
+    return counts, written
+
+
 def write_routed(events: pa.Table, router: Router, routes: Sequence[Route], root: Path,
                  day: dt.date, con: duckdb.DuckDBPyConnection
                  ) -> tuple[dict[str, int], list[EventFile]]:
@@ -68,14 +95,16 @@ def write_routed(events: pa.Table, router: Router, routes: Sequence[Route], root
     unknown = [c for c in events.column_names if c not in types]
     if unknown:
         raise ValueError(f"batch has columns the store does not know: {unknown}")
+    inputs = pc.unique(events.column(META_INPUT)).to_pylist()
+    plan = router.by_input(inputs[0]) if len(inputs) == 1 and inputs[0] is not None else None
+    if plan is not None:
+        return _write_by_input(events, router, plan, root, day)
     con.register("batch", events)
     written: list[EventFile] = []
     try:
         sql, params = router.counts_sql()
         row = con.execute(f"SELECT {sql} FROM batch", params).fetchone() or ()
-        counts = {c[0].name: int(n) for c, n in zip(router.conditions, row, strict=False)}
-        if not router.conditions:
-            counts["default"] = events.num_rows
+        counts = {name: int(n) for name, n in zip(router.count_names(), row, strict=True)}
         for route in routes:
             # only the routing columns come back from DuckDB; the events stay in Arrow
             sel = con.execute(f"SELECT ({route.where}) AS m, {route.streams} AS s FROM batch",
@@ -87,7 +116,7 @@ def write_routed(events: pa.Table, router: Router, routes: Sequence[Route], root
             whole = n == events.num_rows
             part = events if whole else events.filter(mask)
             streams = sel.column("s") if whole else sel.column("s").filter(mask)
-            part = part.append_column(META_STREAMS, streams.cast(pa.list_(pa.string())))
+            part = _with_streams(part, streams)
             written.append(write_file(root, route.index_set, day, part))
         return counts, written
     except BaseException:
