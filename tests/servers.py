@@ -34,6 +34,7 @@ class Serve:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Serve:
+        assert self.proc is None, "already started"
         out = self.log.open("ab")
         self.proc = subprocess.Popen([NETMETA, "serve", "--config", str(self.config)],
                                      stdout=out, stderr=out)

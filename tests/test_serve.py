@@ -26,6 +26,13 @@ def _stored_offsets(data: Path) -> tuple[int, int, int]:
         con.close()
 
 
+def _children(pid: int) -> list[int]:
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        out += [int(c) for c in (task / "children").read_text().split()]
+    return out
+
+
 def test_sigkill_during_ingest_then_restart_stores_every_line_exactly_once(tmp_path: Path):
     n = 60_000
     log = tmp_path / "flows" / "goflow2.log"
@@ -37,7 +44,12 @@ def test_sigkill_during_ingest_then_restart_stores_every_line_exactly_once(tmp_p
         serve.wait_for(lambda: serve.stored() > 0, "a first batch to be stored")
         before = serve.stored()
         assert before < n, "ingest finished before the kill; make the file bigger"
+        workers = _children(serve.proc.pid)
+        assert workers, "serve runs its pipeline workers as child processes"
         assert serve.stop(signal.SIGKILL) == -signal.SIGKILL
+        # orphaned workers notice and exit instead of waiting for work forever
+        serve.wait_for(lambda: not any(Path(f"/proc/{w}").exists() for w in workers),
+                       "the killed serve's workers to exit", timeout=15)
     with serve:
         serve.wait_for(lambda: serve.total() == n, f"{n} events", timeout=120)
         assert serve.stop(signal.SIGTERM) == 0

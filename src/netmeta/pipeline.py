@@ -216,9 +216,19 @@ def _static(table: pa.Table, tags: tuple[str, ...], fields: tuple[tuple[str, Any
 _PROCESSOR: Processor | None = None
 
 
-def _init_worker(spec: EnrichSpec) -> None:
+def _init_worker(spec: EnrichSpec, parent: int) -> None:
     global _PROCESSOR
     _PROCESSOR = Processor(spec)
+    threading.Thread(target=_exit_with_parent, args=(parent,), name="orphan-check",
+                     daemon=True).start()
+
+
+def _exit_with_parent(parent: int) -> None:
+    """A worker whose parent was killed (kill -9) would wait for work forever: every worker
+    holds a write end of the pool's call queue, so none ever sees end-of-file."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(1)
 
 
 def _run_job(job: Job) -> Result:
@@ -273,7 +283,7 @@ class Pipeline:
             # threads' locks of this process
             self.executor: cf.Executor = cf.ProcessPoolExecutor(
                 cfg.pipeline.workers, mp_context=multiprocessing.get_context("spawn"),
-                initializer=_init_worker, initargs=(spec,))
+                initializer=_init_worker, initargs=(spec, os.getpid()))
         else:
             self.executor = _Inline(spec)
         self.futures: queue.Queue[Any] = queue.Queue(maxsize=cfg.pipeline.queue_size)
