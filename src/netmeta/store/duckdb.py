@@ -26,11 +26,10 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from netmeta.event import storage_columns
 from netmeta.route.streams import Router, Stream
-from netmeta.store.partitions import EventFile, write_file, write_routed
+from netmeta.store.partitions import EventFile, merge_files, write_routed
 from netmeta.store.schema import (
     EVENTS_DIR,
     FILE_NAME,
@@ -42,8 +41,9 @@ from netmeta.store.schema import (
 )
 
 DB_FILE = "netmeta.duckdb"
-COMPACT_AT = 16  # small files in one partition before they are merged into one
-SMALL_FILE = 20_000  # rows; merged files are larger, so they are not merged again
+COMPACT_AT = 32  # small files in a partition before they are merged
+MERGE_BELOW = 1_000_000  # rows: files smaller than this are merged
+MERGE_TARGET = 4_000_000  # rows: a merge stops taking files once it holds this many
 
 
 class StoreLocked(RuntimeError):
@@ -206,16 +206,26 @@ class Store:
             raise
 
     def _maybe_compact(self, index_set: str, day: dt.date) -> None:
-        """Merge a partition's small files (a slow input writes one per batch timeout)."""
+        """Merge a partition's small files, so that a day is a few large files whatever the
+        input rate (a slow input writes one file per batch timeout, a busy one per read).
+
+        Files under MERGE_BELOW rows are merged, COMPACT_AT or more at a time, into one file
+        of up to MERGE_TARGET rows; a row is thus rewritten at most about twice. DuckDB
+        streams the merge, so memory stays small whatever the files hold.
+        """
         small = self.con.execute(
-            "SELECT path FROM event_files WHERE index_set = ? AND day = ? AND rows < ? "
-            "ORDER BY created", [index_set, day, SMALL_FILE]).fetchall()
+            "SELECT path, rows FROM event_files WHERE index_set = ? AND day = ? AND rows < ? "
+            "ORDER BY created", [index_set, day, MERGE_BELOW]).fetchall()
         if len(small) < COMPACT_AT:
             return
-        paths = [p for p, in small]
-        merged = pa.concat_tables([pq.read_table(self.root / p) for p in paths],
-                                  promote_options="default")
-        new = write_file(self.root, index_set, day, merged)
+        paths: list[str] = []
+        total = 0
+        for path, rows in small:
+            paths.append(path)
+            total += rows
+            if total >= MERGE_TARGET:
+                break
+        new = merge_files(self.root, index_set, day, paths, self.con.cursor())
         con = self.con
         con.execute("BEGIN")
         try:

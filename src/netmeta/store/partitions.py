@@ -49,15 +49,40 @@ def write_file(root: Path, index_set: str, day: dt.date, table: pa.Table) -> Eve
                    use_dictionary=[c for c in table.column_names if c not in _UNIQUE],
                    write_statistics=[c for c in table.column_names
                                      if not pa.types.is_string(table.schema.field(c).type)])
-    fd = os.open(tmp, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    _fsync(tmp)
     tmp.rename(path)
     ts = table.column("@timestamp")
     return EventFile(rel, index_set, day, table.num_rows, pc.min(ts).as_py(),
                      pc.max(ts).as_py())
+
+
+def merge_files(root: Path, index_set: str, day: dt.date, paths: Sequence[str],
+                con: duckdb.DuckDBPyConnection) -> EventFile:
+    """One file holding the rows of ``paths`` (streamed by DuckDB, fsynced, not committed)."""
+    rel = f"{EVENTS_DIR}/{index_set}/{day.isoformat()}/{uuid.uuid4().hex}.parquet"
+    path = root / rel
+    tmp = path.with_suffix(".tmp")
+    files = [str(root / p) for p in paths]
+    con.execute(f"COPY (SELECT * FROM read_parquet(?, union_by_name = true)) TO "
+                f"'{_sql_text(tmp.as_posix())}' (FORMAT parquet, COMPRESSION zstd)", [files])
+    _fsync(tmp)
+    tmp.rename(path)
+    rows, lo, hi = con.execute(
+        'SELECT count(*), min("@timestamp"), max("@timestamp") FROM read_parquet(?)',
+        [str(path)]).fetchone()
+    return EventFile(rel, index_set, day, int(rows), lo, hi)
+
+
+def _sql_text(text: str) -> str:
+    return text.replace("'", "''")
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _with_streams(table: pa.Table, streams: pa.Array) -> pa.Table:
