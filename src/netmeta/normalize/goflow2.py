@@ -163,6 +163,36 @@ def _ip_check(col: pa.Array | None, name: str, bad: np.ndarray, why: list[str | 
     bad |= rows_bad
 
 
+def _file_columns(origin: Origin, offsets: pa.Array, n: int) -> dict[str, pa.Array]:
+    """Where each line came from, as Filebeat's filestream input records it."""
+    cols = {"log.offset": offsets}
+    if origin.path is None:
+        cols["input.type"] = pa.repeat(pa.scalar("stdin"), n)
+        return cols
+    cols["input.type"] = pa.repeat(pa.scalar("filestream"), n)
+    cols["log.file.path"] = pa.repeat(pa.scalar(origin.path), n)
+    cols["log.file.device_id"] = pa.repeat(pa.scalar(str(origin.device)), n)
+    cols["log.file.inode"] = pa.repeat(pa.scalar(str(origin.inode)), n)
+    return cols
+
+
+def _leftovers(rec: pa.Table, sf: Any, raw_extra: pa.Array | None) -> pa.Array:
+    """JSON of the fields Elastic's pipeline leaves under goflow2.* (``sf`` keeps a value on
+    sFlow rows only: NetFlow rows map packets and the end time)."""
+    leftovers: dict[str, Any] = {}
+    for name in rec.column_names:
+        raw = arr(rec.column(name))
+        if name == "type":  # an empty type is not renamed and stays (Elastic)
+            leftovers[name] = pc.if_else(pc.equal(raw, ""), raw, pa.scalar(None, raw.type))
+        elif name not in _CONSUMED_NETFLOW:
+            leftovers[name] = raw
+        elif name not in _CONSUMED:
+            leftovers[name] = sf(raw)
+    if raw_extra is not None:  # fields of loose lines that are not in the schema
+        leftovers[""] = Raw(raw_extra)
+    return json_object(leftovers, rec.num_rows)
+
+
 def _append(out: Normalized, rec: pa.Table, original: pa.Array, starts: np.ndarray,
             origin: Origin, raw_extra: pa.Array | None) -> None:
     n = rec.num_rows
@@ -219,7 +249,7 @@ def _append(out: Normalized, rec: pa.Table, original: pa.Array, starts: np.ndarr
     }
     if kind is not None:
         cols["event.action"] = kind
-    if is_nf.true_count if isinstance(is_nf, pa.BooleanArray) else pc.any(is_nf).as_py():
+    if pc.any(is_nf).as_py():
         start_us = pc.divide(num("time_flow_start_ns"), 1000)
         end_us = pc.divide(end_ns, 1000)
         cols["event.start"] = nf(pc.cast(start_us, pa.int64()).cast(pa.timestamp("us")))
@@ -251,45 +281,20 @@ def _append(out: Normalized, rec: pa.Table, original: pa.Array, starts: np.ndarr
     if src is not None or dst is not None:
         cols["related.ip"] = list_of(*[c for c in (src, dst) if c is not None])
 
-    # where the line came from, as Filebeat's filestream input records it
     offsets = pc.add(pa.array(starts, pa.int64()), origin.offset)
-    if origin.path is not None:
-        cols["input.type"] = pa.repeat(pa.scalar("filestream"), n)
-        cols["log.file.path"] = pa.repeat(pa.scalar(origin.path), n)
-        cols["log.file.device_id"] = pa.repeat(pa.scalar(str(origin.device)), n)
-        cols["log.file.inode"] = pa.repeat(pa.scalar(str(origin.inode)), n)
-    else:
-        cols["input.type"] = pa.repeat(pa.scalar("stdin"), n)
-    cols["log.offset"] = offsets
-
-    leftovers = {}
-    consumed_sf, consumed_nf = _CONSUMED, _CONSUMED_NETFLOW
-    for name in rec.column_names:
-        raw = arr(rec.column(name))
-        if name == "type":  # an empty type is not renamed and stays (Elastic)
-            leftovers[name] = pc.if_else(pc.equal(raw, ""), raw, pa.scalar(None, raw.type))
-            continue
-        if name in consumed_nf:
-            if name not in consumed_sf:
-                leftovers[name] = sf(raw)
-            continue
-        leftovers[name] = raw
-    if raw_extra is not None:  # fields of loose lines that are not in the schema
-        leftovers[""] = Raw(raw_extra)
-    goflow2 = json_object(leftovers, n)
-    extra = json_object({
+    cols.update(_file_columns(origin, offsets, n))
+    cols[META_EXTRA] = json_object({
         "sflow": {"bytes": sf(nbytes), "sample_rate": sf(rate),
                   "sequence_num": sf(num("sequence_num"))},
         "netflow": {"octet_delta_count": nf(nbytes), "packet_delta_count": nf(npackets),
                     "sampling_interval": nf(rate), "flow_sequence": nf(num("sequence_num"))},
         "source": {"address": list_of(src)} if src is not None else {},
         "destination": {"address": list_of(dst)} if dst is not None else {},
-        "goflow2": Raw(goflow2),
+        "goflow2": Raw(_leftovers(rec, sf, raw_extra)),
     }, n)
     prefix = f"{origin.input}:{origin.device}:{origin.inode}:"
     cols[META_ID] = pc.binary_join_element_wise(prefix, pc.cast(offsets, pa.string()), "")
     cols[META_INPUT] = pa.repeat(pa.scalar(origin.input), n)
-    cols[META_EXTRA] = extra
     table = pa.table(cols)
     if bad.any():
         lines = original.to_pylist()
