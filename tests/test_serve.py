@@ -100,3 +100,18 @@ def test_tail_follows_rotation_and_counts_bad_lines(tmp_path: Path):
         assert serve.stop(signal.SIGTERM) == 0
     stored, distinct, fails = _stored_offsets(serve.data)
     assert stored == distinct == 201 and fails == 4
+
+
+def test_a_port_in_use_is_a_clear_error(tmp_path: Path):
+    import socket
+    import subprocess
+
+    from .servers import NETMETA
+    serve = Serve(tmp_path, [str(tmp_path / "*.log")])
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", serve.port))
+        busy.listen()
+        p = subprocess.run([NETMETA, "serve", "--config", str(serve.config)],
+                           capture_output=True, timeout=60)
+    assert p.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{serve.port}" in p.stderr.decode()

@@ -106,6 +106,12 @@ def serve(cfg: Config) -> None:
     dropped = store.apply_retention()
     if dropped:
         log.info("retention dropped %d day partition(s)", len(dropped))
+    http = HttpServer(create_app(store), cfg.http.listen, cfg.http.port)
+    try:
+        http.start()
+    except OSError as e:
+        store.close()
+        raise click.ClickException(f"http: {e} (key http.port)") from None
     pipeline = Pipeline(cfg, store)
     stop = threading.Event()
     sources = []
@@ -115,8 +121,6 @@ def serve(cfg: Config) -> None:
             src.start()
             sources.append(src)
             log.info("input %s (%s): tailing %s", name, inp.type, ", ".join(inp.paths))
-    http = HttpServer(create_app(store), cfg.http.listen, cfg.http.port)
-    http.start()
     owner_file = Path(cfg.data_dir) / SERVE_FILE
     owner_file.write_text(json.dumps({"pid": os.getpid(), "listen": cfg.http.listen,
                                       "port": cfg.http.port}))

@@ -4,6 +4,7 @@ and, later, the UI."""
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import uvicorn
@@ -72,8 +73,16 @@ class HttpServer:
                                                     log_level="warning", lifespan="off"))
         self.thread = threading.Thread(target=self.server.run, name="http", daemon=True)
 
-    def start(self) -> None:
+    def start(self, timeout: float = 10.0) -> None:
+        """Start serving; raise OSError when the port cannot be listened on."""
         self.thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                cfg = self.server.config
+                raise OSError(f"cannot listen on {cfg.host}:{cfg.port} (in use, or not an "
+                              "address of this machine?)")
+            time.sleep(0.02)
 
     def stop(self) -> None:
         self.server.should_exit = True
