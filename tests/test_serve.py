@@ -97,6 +97,10 @@ def test_tail_follows_rotation_and_counts_bad_lines(tmp_path: Path):
                               "destination.ip"], capture_output=True, text=True,
                              check=True).stdout
         assert out.strip() == '{"key":"81.2.69.194","value":201}'
+        p = subprocess.run([NETMETA, "ingest", "--config", str(serve.config), "--format",
+                            "goflow2", str(logdir / "goflow2.log.1")], capture_output=True)
+        assert p.returncode == 1
+        assert f"in use by netmeta serve (pid {serve.proc.pid})" in p.stderr.decode()
         assert serve.stop(signal.SIGTERM) == 0
     stored, distinct, fails = _stored_offsets(serve.data)
     assert stored == distinct == 201 and fails == 4
