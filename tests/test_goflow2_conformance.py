@@ -17,7 +17,7 @@ import yaml
 from netmeta.config import Config, Input, InputEnrich
 from netmeta.event import flatten, to_documents
 from netmeta.normalize.goflow2 import Origin
-from netmeta.pipeline import EnrichSpec, Job, Processor
+from netmeta.worker import EnrichSpec, Job, Processor
 
 from .conftest import GEOIP, PEER, ROOT
 

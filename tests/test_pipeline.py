@@ -10,8 +10,9 @@ import pyarrow as pa
 from netmeta.config import Config, Input
 from netmeta.event import to_documents
 from netmeta.normalize.goflow2 import Origin
-from netmeta.pipeline import Job, Pipeline, build_store
+from netmeta.pipeline import Pipeline, build_store
 from netmeta.query import search as q
+from netmeta.worker import Job
 
 from .conftest import goflow2_line
 
