@@ -67,6 +67,12 @@ def test_ingest_search_top_and_failures(tmp_path: Path):
     assert any("longer than" in m for m in msgs)
     assert any("invalid JSON" in m for m in msgs)
     assert "goflow2: field 'dst_port' expects an integer, got []" in msgs
+    # time range: the sample's flows are from 2024-07-31 00:00:59.314 to .483
+    p = run("search", "-d", str(data), "--from", "now-1h", "--limit", "1")
+    assert b"0 of 0 events" in p.stdout
+    p = run("search", "-d", str(data), "--from", "2024-07-31T00:00:59.400Z", "--to",
+            "2024-07-31T00:01:00Z", "--limit", "1")
+    assert b"1 of 9 events" in p.stdout
     p = run("search", "-d", str(data), "destination.port:abc", ok=False)
     assert p.returncode == 1 and b"destination.port expects a number" in p.stderr
 

@@ -111,3 +111,20 @@ def test_netflow_records_use_the_same_mapping(line: bytes, field: str, value: in
     assert doc["netflow.octet_delta_count"] == 1000
     assert "sflow.bytes" not in doc
     assert doc["source.locality"] == "internal" and doc["network.direction"] == "outbound"
+
+
+def test_sflow_and_netflow_records_mixed_in_one_chunk() -> None:
+    sflow = CASE.read_bytes().splitlines()[0]
+    netflow = (b'{"type":"NETFLOW_V5","time_flow_start_ns":1722384059000000000,'
+               b'"time_flow_end_ns":1722384059000000000,"bytes":500,"packets":5,'
+               b'"sampling_rate":0,"src_addr":"10.0.0.1","dst_addr":"10.0.0.2",'
+               b'"sequence_num":9,"packets_extra":1}')
+    result = _processor()(Job("goflow2", "goflow2", Origin("goflow2"),
+                              sflow + b"\n" + netflow + b"\n" + sflow + b"\n"))
+    docs = [flatten(d) for d in to_documents(result.events)]
+    assert [d["event.action"] for d in docs] == ["SFLOW_5", "NETFLOW_V5", "SFLOW_5"]
+    assert [d["network.bytes"] for d in docs] == [70000, 500, 70000]
+    assert [d["network.packets"] for d in docs] == [1000, 5, 1000]
+    assert docs[1]["netflow.flow_sequence"] == 9 and "sflow.sequence_num" not in docs[1]
+    assert docs[1]["goflow2.packets_extra"] == 1 and "goflow2.packets" not in docs[1]
+    assert docs[0]["sflow.sequence_num"] == 44555 and "netflow.flow_sequence" not in docs[0]

@@ -229,15 +229,20 @@ def _append(out: Normalized, rec: pa.Table, original: pa.Array, starts: np.ndarr
 
     rate, nbytes, npackets = num("sampling_rate"), num("bytes"), num("packets")
     factor = pc.if_else(pc.greater(pc.fill_null(rate, 0), 0), rate, 1)
-    network_bytes = pc.if_else(is_nf, pc.multiply(nbytes, factor), pc.multiply(nbytes, rate))
-    network_packets = pc.if_else(is_nf, pc.multiply(npackets, factor), rate)
     end_ns = num("time_flow_end_ns")
 
-    def nf(a: pa.Array) -> pa.Array:
-        return pc.if_else(is_nf, a, pa.scalar(None, a.type))
+    any_nf = pc.any(is_nf).as_py()
+    all_nf = any_nf and pc.all(is_nf).as_py()
 
-    def sf(a: pa.Array) -> pa.Array:
-        return pc.if_else(is_sf, a, pa.scalar(None, a.type))
+    def nf(a: pa.Array) -> pa.Array:  # the value on NetFlow/IPFIX rows only
+        if not any_nf:
+            return pa.nulls(len(a), a.type)
+        return a if all_nf else pc.if_else(is_nf, a, pa.scalar(None, a.type))
+
+    def sf(a: pa.Array) -> pa.Array:  # the value on sFlow rows only
+        if not any_nf:
+            return a
+        return pa.nulls(len(a), a.type) if all_nf else pc.if_else(is_sf, a, pa.scalar(None, a.type))
 
     cols: dict[str, pa.Array] = {
         "@timestamp": ts,
@@ -249,7 +254,7 @@ def _append(out: Normalized, rec: pa.Table, original: pa.Array, starts: np.ndarr
     }
     if kind is not None:
         cols["event.action"] = kind
-    if pc.any(is_nf).as_py():
+    if any_nf:
         start_us = pc.divide(num("time_flow_start_ns"), 1000)
         end_us = pc.divide(end_ns, 1000)
         cols["event.start"] = nf(pc.cast(start_us, pa.int64()).cast(pa.timestamp("us")))
@@ -276,8 +281,11 @@ def _append(out: Normalized, rec: pa.Table, original: pa.Array, starts: np.ndarr
         c = text(name)
         if c is not None:
             cols[target] = pc.utf8_lower(c)
-    cols["network.packets"] = network_packets
-    cols["network.bytes"] = network_bytes
+    # sFlow (Elastic): a sample stands for sampling_rate packets of its size;
+    # NetFlow/IPFIX: counters scaled by the sampling rate when there is one
+    cols["network.bytes"] = pc.coalesce(nf(pc.multiply(nbytes, factor)),
+                                        sf(pc.multiply(nbytes, rate)))
+    cols["network.packets"] = pc.coalesce(nf(pc.multiply(npackets, factor)), sf(rate))
     if src is not None or dst is not None:
         cols["related.ip"] = list_of(*[c for c in (src, dst) if c is not None])
 
