@@ -108,7 +108,9 @@ def main() -> None:
              "network.community_id:* and source.geo.city_name:*"],
             check=True, capture_output=True, text=True).stdout
         assert '"community_id"' in out and '"city_name"' in out, "enrichment missing"
-        parsed, parse_s = parse_only(data)
+        # the reference is cheap: best of three, so that one noisy pass does not flatter
+        # the ratio
+        parsed, parse_s = min((parse_only(data) for _ in range(3)), key=lambda r: r[1])
     ingest_rate, parse_rate = n / ingest_s, parsed / parse_s
     print(f"netmeta ingest (store, GeoIP/ASN, community id): {ingest_rate:,.0f} events/s "
           f"({ingest_s:.2f} s)")
