@@ -41,9 +41,14 @@ from netmeta.store.schema import (
 )
 
 DB_FILE = "netmeta.duckdb"
-COMPACT_AT = 32  # small files in a partition before they are merged
+COMPACT_AT = 32  # files of one size tier in a partition before they are merged
 MERGE_BELOW = 1_000_000  # rows: files smaller than this are merged
-MERGE_TARGET = 4_000_000  # rows: a merge stops taking files once it holds this many
+
+
+def _tier(rows: int) -> int:
+    """Size tier of a file: 0 below 32 rows, 1 below 1024, 2 below 32768 ... (powers of
+    COMPACT_AT, so that merging COMPACT_AT files of a tier reaches the next one)."""
+    return (max(rows, 1).bit_length() - 1) // (COMPACT_AT.bit_length() - 1)
 
 
 class StoreLocked(RuntimeError):
@@ -209,22 +214,21 @@ class Store:
         """Merge a partition's small files, so that a day is a few large files whatever the
         input rate (a slow input writes one file per batch timeout, a busy one per read).
 
-        Files under MERGE_BELOW rows are merged, COMPACT_AT or more at a time, into one file
-        of up to MERGE_TARGET rows; a row is thus rewritten at most about twice. DuckDB
-        streams the merge, so memory stays small whatever the files hold.
+        Files are merged by size tier (tier k holds 32^k to 32^(k+1) rows), COMPACT_AT of
+        one tier at a time, so the result lands in a higher tier and a row is rewritten at
+        most log32(rows) times, not once per merge. Files of MERGE_BELOW rows and more are
+        left alone. DuckDB streams the merge, so memory stays small.
         """
         small = self.con.execute(
             "SELECT path, rows FROM event_files WHERE index_set = ? AND day = ? AND rows < ? "
             "ORDER BY created", [index_set, day, MERGE_BELOW]).fetchall()
-        if len(small) < COMPACT_AT:
-            return
-        paths: list[str] = []
-        total = 0
+        tiers: dict[int, list[str]] = {}
         for path, rows in small:
-            paths.append(path)
-            total += rows
-            if total >= MERGE_TARGET:
-                break
+            tiers.setdefault(_tier(rows), []).append(path)
+        full = [t for t, files in tiers.items() if len(files) >= COMPACT_AT]
+        if not full:
+            return
+        paths = tiers[min(full)][:COMPACT_AT]
         new = merge_files(self.root, index_set, day, paths, self.con.cursor())
         con = self.con
         con.execute("BEGIN")
