@@ -25,6 +25,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/goflow2_ingest.py
 	$(BIN)/python bench/community_id.py
 	$(BIN)/python bench/geoip.py
+	$(BIN)/python bench/netflow_decode.py
+	$(BIN)/python bench/sflow_decode.py
 
 clean:
 	rm -rf $(VENV) data build *.egg-info
