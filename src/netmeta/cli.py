@@ -156,8 +156,11 @@ def serve(cfg: Config) -> None:
 # ---------------------------------------------------------------- ingest
 
 @main.command()
-@click.option("--format", "fmt", type=click.Choice(["goflow2"]), required=True,
-              help="Input format of the files.")
+@click.option("--format", "fmt", type=click.Choice(["goflow2", "netflow"]), required=True,
+              help="goflow2: JSON lines. netflow: NetFlow v5/v9/IPFIX datagrams, from pcap or "
+                   "pcapng captures or from files holding one raw datagram each (.dat).")
+@click.option("--exporter", default="127.0.0.1:0", show_default=True,
+              help="Exporter address:port of raw datagram files (captures carry their own).")
 @click.option("--input", "input_name", default=None,
               help="Input name the events are stored under (default: the format).")
 @click.option("--stdout", "to_stdout", is_flag=True,
@@ -166,11 +169,11 @@ def serve(cfg: Config) -> None:
               help="Progress bar on stderr (default: when stderr is a terminal).")
 @click.argument("files", nargs=-1, required=True)
 @common
-def ingest(cfg: Config, fmt: str, input_name: str | None, to_stdout: bool,
+def ingest(cfg: Config, fmt: str, exporter: str, input_name: str | None, to_stdout: bool,
            progress: bool | None, files: tuple[str, ...]) -> None:
     """Import FILE... ('-' for stdin) through the same pipeline as serve."""
     from netmeta.config import Input
-    from netmeta.pipeline import Pipeline, job_from_chunk, ndjson_sink
+    from netmeta.pipeline import Pipeline, job_from_chunk, ndjson_sink, netflow_jobs
     from netmeta.sources.files import read_file
 
     name = input_name or fmt
@@ -179,6 +182,9 @@ def ingest(cfg: Config, fmt: str, input_name: str | None, to_stdout: bool,
     for f in files:
         if f != "-" and not Path(f).is_file():
             raise click.ClickException(f"no such file: {f}")
+        if f == "-" and fmt == "netflow":
+            raise click.ClickException("--format netflow reads files (captures or .dat), "
+                                       "not stdin")
     store = None if to_stdout else _open_store(cfg)
     out = sys.stdout.buffer
     pipeline = Pipeline(cfg, store, ndjson_sink(out.write) if to_stdout else None)
@@ -188,6 +194,11 @@ def ingest(cfg: Config, fmt: str, input_name: str | None, to_stdout: bool,
     try:
         with _progress(show, total) as update:
             for f in files:
+                if fmt == "netflow":
+                    for job in netflow_jobs(name, f, exporter):
+                        pipeline.submit(job)
+                        update(pipeline.stats)
+                    continue
                 for chunk in read_file(f, read_size=cfg.pipeline.read_size,
                                        max_line=cfg.pipeline.max_line):
                     pipeline.submit(job_from_chunk(name, fmt, chunk, False))

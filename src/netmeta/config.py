@@ -63,7 +63,7 @@ class InputEnrich(_S):
 
 
 class Input(_S):
-    type: Literal["goflow2"]
+    type: Literal["goflow2", "netflow"]
     paths: list[str] = msgspec.field(default_factory=list)
     enabled: bool = True
     index_set: str = "default"
@@ -194,6 +194,9 @@ def check(cfg: Config) -> None:
         if inp.index_set not in sets:
             fail(f"inputs.{name}.index_set", f"no index set {inp.index_set!r} "
                  f"(defined: {', '.join(sorted(sets))})")
+        if inp.enabled and inp.type != "goflow2":
+            fail(f"inputs.{name}.type", f"{inp.type} inputs are not served yet (UDP listeners "
+                 "come next); import captures with `netmeta ingest --format netflow`")
         if inp.enabled and not inp.paths:
             fail(f"inputs.{name}.paths", "give at least one file or glob")
         if inp.poll_interval <= 0:

@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -30,6 +31,7 @@ from netmeta.enrich.geoip import GeoIP
 from netmeta.event import Failure, failures_table, to_documents
 from netmeta.normalize import goflow2
 from netmeta.sources.files import Chunk, Tailer
+from netmeta.sources.pcap import udp_datagrams
 from netmeta.store.duckdb import IndexSet, Position, Store
 from netmeta.store.partitions import EventFile
 from netmeta.worker import (
@@ -71,19 +73,33 @@ class Pipeline:
         spec = EnrichSpec.from_config(
             cfg, str(store.root) if store is not None and sink is None else None)
         self._log_geoip(spec)
-        if cfg.pipeline.workers > 0:
-            # spawn, not fork: a forked worker would inherit the open store and the
-            # threads' locks of this process
-            self.executor: cf.Executor = cf.ProcessPoolExecutor(
-                cfg.pipeline.workers, mp_context=multiprocessing.get_context("spawn"),
-                initializer=init_worker, initargs=(spec, os.getpid()))
-        else:
-            self.executor = InlineExecutor(spec)
+        self._spec = spec
+        self.executor = self._pool(cfg.pipeline.workers)
+        # NetFlow v9 / IPFIX data needs the templates its exporter sent before: those jobs
+        # all go, in order, to one process that keeps the template state
+        self._ordered: cf.Executor | None = None
         self.futures: queue.Queue[Any] = queue.Queue(maxsize=cfg.pipeline.queue_size)
         self.stats = Stats()
         self.error: BaseException | None = None
         self._writer = threading.Thread(target=self._write_loop, name="writer", daemon=True)
         self._writer.start()
+
+    def _pool(self, workers: int) -> cf.Executor:
+        if workers <= 0:
+            return InlineExecutor(self._spec)
+        # spawn, not fork: a forked worker would inherit the open store and the threads'
+        # locks of this process
+        return cf.ProcessPoolExecutor(
+            workers, mp_context=multiprocessing.get_context("spawn"),
+            initializer=init_worker, initargs=(self._spec, os.getpid()))
+
+    def _executor_for(self, job: Job) -> cf.Executor:
+        if job.format != "netflow":
+            return self.executor
+        if self._ordered is None:
+            self._ordered = (self.executor if isinstance(self.executor, InlineExecutor)
+                             else self._pool(1))
+        return self._ordered
 
     @staticmethod
     def _log_geoip(spec: EnrichSpec) -> None:
@@ -95,7 +111,7 @@ class Pipeline:
         """Hand a chunk over; blocks while the queue is full (backpressure)."""
         if self.error is not None:
             raise RuntimeError("pipeline writer failed") from self.error
-        fut = self.executor.submit(run_job, job)
+        fut = self._executor_for(job).submit(run_job, job)
         while True:
             try:
                 self.futures.put(fut, timeout=0.5)
@@ -110,6 +126,8 @@ class Pipeline:
         self.futures.put(_STOP)
         self._writer.join()
         self.executor.shutdown(wait=True)
+        if self._ordered is not None and self._ordered is not self.executor:
+            self._ordered.shutdown(wait=True)
         if self.error is not None:
             raise RuntimeError(f"pipeline writer failed: {self.error}") from self.error
 
@@ -218,6 +236,37 @@ def job_from_chunk(input_name: str, fmt: str, chunk: Chunk, tracked: bool,
                             chunk.inode, chunk.offset)
     return Job(input_name, fmt, origin, chunk.data, chunk.oversized,
                chunk.end if tracked else None, tuple(forget))
+
+
+_EXPORT_VERSIONS = (b"\x00\x05", b"\x00\x09", b"\x00\x0a")  # NetFlow v5, v9, IPFIX
+
+
+def netflow_jobs(input_name: str, path: str, exporter: str, batch: int = 512
+                 ) -> Iterable[Job]:
+    """Jobs of export datagrams from a capture (pcap/pcapng), or from a file holding one
+    raw datagram (exporter given). UDP datagrams of a capture that are not NetFlow/IPFIX
+    (DNS, ...) are passed over."""
+    origin = goflow2.Origin(input_name, path)
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic not in _CAPTURE_MAGICS:
+        yield Job(input_name, "netflow", origin, b"",
+                  datagrams=((Path(path).read_bytes(), exporter),))
+        return
+    pending: list[tuple[bytes, str]] = []
+    for d in udp_datagrams(path):
+        if d.payload[:2] in _EXPORT_VERSIONS:
+            pending.append((d.payload, f"{d.src}:{d.sport}"))
+        if len(pending) >= batch:
+            yield Job(input_name, "netflow", origin, b"", datagrams=tuple(pending))
+            pending = []
+    if pending:
+        yield Job(input_name, "netflow", origin, b"", datagrams=tuple(pending))
+
+
+# pcap (both byte orders, micro- and nanosecond) and pcapng
+_CAPTURE_MAGICS = {b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1",
+                   b"\xa1\xb2\x3c\x4d", b"\x0a\x0d\x0d\x0a"}
 
 
 class TailSource(threading.Thread):

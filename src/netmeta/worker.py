@@ -21,12 +21,15 @@ import orjson
 import pyarrow as pa
 
 from netmeta.config import Config, Input
+from netmeta.decode import netflow as netflow_decode
 from netmeta.decode.jsonlines import decode_lines, line_bounds
+from netmeta.decode.templates import TemplateState
 from netmeta.enrich.community_id import add_community_id
 from netmeta.enrich.geoip import GeoIP
 from netmeta.enrich.locality import Locality
 from netmeta.event import FIELDS, META_EXTRA, Failure, add_ip_keys, flatten
 from netmeta.normalize import goflow2
+from netmeta.normalize import netflow as netflow_normalize
 from netmeta.route.streams import Router, Stream
 from netmeta.store.duckdb import Position
 from netmeta.store.partitions import EventFile, write_routed
@@ -54,6 +57,11 @@ class Job:
     oversized: tuple[tuple[int, bytes], ...] = ()
     end: int | None = None  # file position after this chunk (None: not tracked)
     forget: tuple[tuple[int, int], ...] = ()  # positions to delete once this is stored
+    datagrams: tuple[tuple[bytes, str], ...] = ()  # (payload, "exporter:port") for netflow
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.data) + sum(len(d) for d, _ in self.datagrams)
 
 
 @dataclass(slots=True)
@@ -107,6 +115,7 @@ class Processor:
         self.router = Router(list(spec.streams))
         self.routes = self.router.routes()
         self._con: duckdb.DuckDBPyConnection | None = None  # routing SQL runs here
+        self.templates = TemplateState()  # NetFlow v9 / IPFIX templates seen by this process
 
     def __call__(self, job: Job) -> Result:
         fails: list[Failure] = [
@@ -114,26 +123,23 @@ class Processor:
                     " its first bytes are kept", first, job.origin.path, off)
             for off, first in job.oversized]
         table = None
-        if job.data:
-            try:
-                decoded = decode_lines(job.data, goflow2.SCHEMA)
-                out = goflow2.normalize(decoded, job.data, job.origin)
-                fails += out.failures
-                if out.events:
-                    table = (out.events[0] if len(out.events) == 1
-                             else pa.concat_tables(out.events, promote_options="default"))
-                    table = self.enrich(job.input, table)
-            except Exception as e:  # a bug must not lose the chunk nor stop the input
-                log.exception("input %s: chunk at offset %d failed", job.input,
-                              job.origin.offset)
-                table = None
-                fails = _chunk_failed(job, f"{type(e).__name__}: {e}")
+        try:
+            if job.format == "netflow":
+                table = self._netflow(job, fails)
+            elif job.data:
+                table = self._lines(job, fails)
+            if table is not None:
+                table = self.enrich(job.input, table)
+        except Exception as e:  # a bug must not lose the chunk nor stop the input
+            log.exception("input %s: chunk at offset %d failed", job.input, job.origin.offset)
+            table = None
+            fails = _chunk_failed(job, f"{type(e).__name__}: {e}")
         position = None
         if job.end is not None:
             o = job.origin
             position = Position(job.input, o.device, o.inode, o.path, job.end)
         n = table.num_rows if table is not None else 0
-        result = Result(job.input, table, fails, position, job.forget, len(job.data), n)
+        result = Result(job.input, table, fails, position, job.forget, job.nbytes, n)
         if table is not None and self.spec.store_root is not None:
             # route and write here, in parallel; the writer only commits the files
             if self._con is None:
@@ -144,6 +150,23 @@ class Processor:
                 table, self.router, self.routes, Path(self.spec.store_root), day, self._con)
             result.events = None
         return result
+
+    def _lines(self, job: Job, fails: list[Failure]) -> pa.Table | None:
+        decoded = decode_lines(job.data, goflow2.SCHEMA)
+        out = goflow2.normalize(decoded, job.data, job.origin)
+        fails += out.failures
+        if not out.events:
+            return None
+        return (out.events[0] if len(out.events) == 1
+                else pa.concat_tables(out.events, promote_options="default"))
+
+    def _netflow(self, job: Job, fails: list[Failure]) -> pa.Table | None:
+        """Datagrams of one exporter session, in order: templates live in this process."""
+        decoded = netflow_decode.decode_many(job.datagrams, self.templates, time.time())
+        fails += netflow_normalize.failures(decoded, job.input, job.datagrams)
+        loc = self.locality if self.spec.inputs.get(job.input, (1, 1, 1))[2] else None
+        table = netflow_normalize.normalize(decoded, job.input, loc)
+        return table if table.num_rows else None
 
     def enrich(self, input_name: str, table: pa.Table) -> pa.Table:
         geo, cid, loc, tags, fields = self.spec.inputs.get(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+from collections.abc import Sequence
 from functools import lru_cache
 
 import numpy as np
@@ -491,13 +492,16 @@ def normalize(decoded: Decoded, input_name: str, locality: Locality | None = Non
     return pa.concat_tables(tables, promote_options="default")
 
 
-def failures(decoded: Decoded, input_name: str) -> list[Failure]:
-    """Decoder errors and held data sets given up on, for the failure store."""
+def failures(decoded: Decoded, input_name: str,
+             datagrams: Sequence[tuple[bytes, str]] = ()) -> list[Failure]:
+    """Decoder errors and held data sets given up on, for the failure store; with the
+    datagrams, each error keeps its exporter and a hex excerpt of the datagram."""
     out: list[Failure] = []
     for index, message in decoded.errors:
         h = decoded.headers[index] if 0 <= index < len(decoded.headers) else None
-        who = h.exporter if h is not None else "unknown exporter"
-        out.append(Failure(input_name, f"netflow: {who}: {message}", b""))
+        payload, who = datagrams[index] if 0 <= index < len(datagrams) else (b"", "")
+        who = h.exporter if h is not None else (who or "unknown exporter")
+        out.append(Failure(input_name, f"netflow: {who}: {message}", payload[:256].hex()))
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     for held in decoded.dropped:
         out.append(Failure(input_name, f"netflow: {held.key.exporter}: data set of template "
