@@ -21,14 +21,15 @@ NETMETA = str(Path(sys.executable).with_name("netmeta"))
 
 
 class Serve:
-    def __init__(self, tmp: Path, paths: list[str], **pipeline: Any) -> None:
+    def __init__(self, tmp: Path, paths: list[str], inputs: dict[str, Any] | None = None,
+                 **pipeline: Any) -> None:
         self.port = free_port()
         self.data = tmp / "data"
         self.config = tmp / "netmeta.yml"
         cfg = {"data_dir": str(self.data), "http": {"port": self.port},
                "pipeline": {"workers": 1, "batch_timeout": 0.2, **pipeline},
                "inputs": {"goflow2": {"type": "goflow2", "paths": paths,
-                                      "poll_interval": 0.05}}}
+                                      "poll_interval": 0.05}, **(inputs or {})}}
         self.config.write_text(yaml.safe_dump(cfg))
         self.log = tmp / "serve.log"
         self.proc: subprocess.Popen[bytes] | None = None

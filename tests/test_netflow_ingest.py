@@ -70,3 +70,28 @@ def test_capture_with_templates_in_earlier_jobs_and_bad_datagrams(tmp_path: Path
     assert fails[0]["error.message"].startswith("netflow: 192.0.2.7:9995: ")
     assert fails[0]["event.original"] == bad.hex()
     store.close()
+
+
+def test_serve_receives_netflow_over_udp(tmp_path: Path) -> None:
+    from .servers import Serve
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:  # a free UDP port
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    serve = Serve(tmp_path, [str(tmp_path / "none" / "*.log")],
+                  inputs={"nf": {"type": "netflow", "listen": "127.0.0.1", "port": port}})
+    with serve:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
+            tx.bind(("127.0.0.1", 0))
+            for f in BARRACUDA:  # template first, then the data that needs it
+                tx.sendto(f.read_bytes(), ("127.0.0.1", port))
+                serve.wait_for(lambda: "netmeta_input_datagrams_total" in (
+                    serve.get("/metrics") or ""), "the datagram to arrive")
+            exporter = f"127.0.0.1:{tx.getsockname()[1]}"
+        serve.wait_for(lambda: serve.total("event.action:netflow_flow") == 8, "8 flows")
+        hits = serve.get("/api/search", q="flow.id:*", limit=10)["hits"]
+        assert {h["netflow"]["exporter"]["address"] for h in hits} == {exporter}
+        metrics = serve.get("/metrics")
+        assert 'netmeta_input_datagrams_total{input="nf"} 2.0' in metrics
+        assert 'netmeta_udp_kernel_drops{input="nf"}' in metrics
+        assert 'netmeta_stream_events_stored_total{stream="nf"} 8.0' in metrics

@@ -99,7 +99,7 @@ def _open_store(cfg: Config, read_only: bool = False) -> Any:
 @common
 def serve(cfg: Config) -> None:
     """Run the collector: inputs, pipeline, store and the HTTP port."""
-    from netmeta.pipeline import Pipeline, TailSource
+    from netmeta.pipeline import Pipeline, TailSource, UdpSource
     from netmeta.web.app import HttpServer, create_app
 
     store = _open_store(cfg)
@@ -116,11 +116,24 @@ def serve(cfg: Config) -> None:
     stop = threading.Event()
     sources = []
     for name, inp in cfg.inputs.items():
-        if inp.enabled:
+        if not inp.enabled:
+            continue
+        if inp.type == "netflow":
+            try:
+                src: threading.Thread = UdpSource(name, inp, pipeline, stop)
+            except OSError as e:
+                stop.set()
+                pipeline.close()
+                http.stop()
+                store.close()
+                raise click.ClickException(f"input {name}: cannot listen on UDP "
+                                           f"{inp.listen}:{inp.port}: {e.strerror}") from None
+            log.info("input %s (netflow): UDP %s:%d", name, *src.listener.address)
+        else:
             src = TailSource(name, inp, pipeline, store, stop)
-            src.start()
-            sources.append(src)
             log.info("input %s (%s): tailing %s", name, inp.type, ", ".join(inp.paths))
+        src.start()
+        sources.append(src)
     owner_file = Path(cfg.data_dir) / SERVE_FILE
     owner_file.write_text(json.dumps({"pid": os.getpid(), "listen": cfg.http.listen,
                                       "port": cfg.http.port}))

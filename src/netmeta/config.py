@@ -71,7 +71,10 @@ class Input(_S):
         default_factory=lambda: ["preserve_original_event", "forwarded", "sflow"])
     fields: dict[str, Any] = msgspec.field(default_factory=dict)
     enrich: InputEnrich = msgspec.field(default_factory=InputEnrich)
-    poll_interval: float = 0.25
+    poll_interval: float = 0.25  # goflow2: seconds between looks at the files
+    listen: str = "0.0.0.0"  # netflow: address of the UDP listener
+    port: int = 2055  # netflow: NetFlow v5/v9 and IPFIX, told apart by version
+    rcvbuf: int = 8 << 20  # netflow: socket receive buffer in bytes
 
 
 class IndexSetConfig(_S):
@@ -194,10 +197,9 @@ def check(cfg: Config) -> None:
         if inp.index_set not in sets:
             fail(f"inputs.{name}.index_set", f"no index set {inp.index_set!r} "
                  f"(defined: {', '.join(sorted(sets))})")
-        if inp.enabled and inp.type != "goflow2":
-            fail(f"inputs.{name}.type", f"{inp.type} inputs are not served yet (UDP listeners "
-                 "come next); import captures with `netmeta ingest --format netflow`")
-        if inp.enabled and not inp.paths:
+        if inp.type == "netflow" and not 0 < inp.port < 65536:
+            fail(f"inputs.{name}.port", f"{inp.port} is not a UDP port (1-65535)")
+        if inp.enabled and inp.type == "goflow2" and not inp.paths:
             fail(f"inputs.{name}.paths", "give at least one file or glob")
         if inp.poll_interval <= 0:
             fail(f"inputs.{name}.poll_interval", "must be a positive number of seconds")

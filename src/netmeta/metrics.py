@@ -23,6 +23,11 @@ queue_depth = Gauge("netmeta_queue_depth", "Items waiting in a pipeline queue", 
 append_seconds = Histogram("netmeta_store_append_seconds", "Time of one store transaction",
                            registry=REGISTRY,
                            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+received_datagrams = Counter("netmeta_input_datagrams", "UDP datagrams an input received",
+                             ["input"], registry=REGISTRY)
+kernel_drops = Gauge("netmeta_udp_kernel_drops", "Datagrams the kernel dropped for an input's "
+                     "socket (receive buffer full), from /proc/net/udp", ["input"],
+                     registry=REGISTRY)
 truncations = Counter("netmeta_file_truncations", "Tailed files seen truncated", ["input"],
                       registry=REGISTRY)
 

@@ -32,6 +32,7 @@ from netmeta.event import Failure, failures_table, to_documents
 from netmeta.normalize import goflow2
 from netmeta.sources.files import Chunk, Tailer
 from netmeta.sources.pcap import udp_datagrams
+from netmeta.sources.udp import Datagrams, UdpListener
 from netmeta.store.duckdb import IndexSet, Position, Store
 from netmeta.store.partitions import EventFile
 from netmeta.worker import (
@@ -120,6 +121,13 @@ class Pipeline:
                 if self.error is not None:
                     raise RuntimeError("pipeline writer failed") from self.error
         metrics.queue_depth.labels("chunks").set(self.futures.qsize())
+
+    def try_submit(self, job: Job) -> bool:
+        """Hand a chunk over unless the queue is full (datagram sources must not block)."""
+        if self.error is not None or self.futures.full():
+            return False
+        self.submit(job)
+        return True
 
     def close(self) -> None:
         """Flush everything in flight, then stop (graceful shutdown)."""
@@ -307,6 +315,48 @@ class TailSource(threading.Thread):
                 self.error = e
         finally:
             self.tailer.close()
+
+
+class UdpSource(threading.Thread):
+    """Receives an input's export datagrams and feeds the pipeline until stopped; a full
+    pipeline drops (and counts) a batch rather than stall the socket."""
+
+    def __init__(self, name: str, inp: Input, pipeline: Pipeline,
+                 stop: threading.Event) -> None:
+        super().__init__(name=f"input-{name}", daemon=True)
+        self.input_name, self.pipeline, self.stop = name, pipeline, stop
+        self.listener = UdpListener(inp.listen, inp.port, rcvbuf=inp.rcvbuf)
+        warning = self.listener.rcvbuf_warning()
+        if warning:
+            log.warning("input %s: %s", name, warning)
+        self._kernel_checked = 0.0
+        self.error: BaseException | None = None
+
+    def deliver(self, batch: Datagrams) -> bool:
+        n = len(batch.payloads)
+        metrics.received_datagrams.labels(self.input_name).inc(n)
+        job = Job(self.input_name, "netflow", goflow2.Origin(self.input_name), b"",
+                  datagrams=tuple((p, f"{h}:{port}")
+                                  for p, (h, port) in zip(batch.payloads, batch.peers,
+                                                          strict=True)))
+        taken = self.pipeline.try_submit(job)
+        if not taken:
+            metrics.dropped.labels(self.input_name, "queue_full").inc(n)
+        now = time.monotonic()
+        if now - self._kernel_checked > 1.0:  # /proc is read at most once a second
+            self._kernel_checked = now
+            metrics.kernel_drops.labels(self.input_name).set(self.listener.kernel_drops())
+        return taken
+
+    def run(self) -> None:
+        try:
+            self.listener.run(self.deliver, self.stop)
+        except BaseException as e:  # noqa: BLE001 - logged, the service keeps running
+            if not self.stop.is_set():
+                log.exception("input %s stopped", self.input_name)
+                self.error = e
+        finally:
+            self.listener.close()
 
 
 def build_store(cfg: Config, *, read_only: bool = False) -> Store:
