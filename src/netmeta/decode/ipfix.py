@@ -23,11 +23,11 @@ from netmeta.decode.templates import (
     Header,
     Template,
     TemplateKey,
+    iter_sets,
 )
 
 VERSION = 10
 HEADER = struct.Struct(">HHIII")  # version, length, export time, sequence, domain
-SET_HEADER = struct.Struct(">HH")  # set id, set length
 TEMPLATE_SET = 2
 OPTIONS_SET = 3
 FIRST_DATA_SET = 256
@@ -47,27 +47,13 @@ def parse(data: bytes, exporter: str, c: Collector) -> None:
         c.error(f"IPFIX message length {length} exceeds the {len(data)} bytes received")
         end = len(data)
     ref = c.header(Header(VERSION, exporter, domain, export_time, sequence))
-    pos = HEADER.size
-    while pos < end:
-        if end - pos < SET_HEADER.size:
-            c.error(f"{end - pos} bytes after the last set")
-            return
-        set_id, set_length = SET_HEADER.unpack_from(data, pos)
-        if set_length < SET_HEADER.size:
-            # without a usable length the next set cannot be found
-            c.error(f"set {set_id} has length {set_length}")
-            return
-        if set_length > end - pos:
-            c.error(f"set {set_id} of {set_length} bytes overruns the message")
-            return
-        body = data[pos + SET_HEADER.size:pos + set_length]
+    for set_id, body in iter_sets(data, HEADER.size, end, c, "set"):
         if set_id in (TEMPLATE_SET, OPTIONS_SET):
             _template_set(body, exporter, domain, set_id == OPTIONS_SET, c)
         elif set_id >= FIRST_DATA_SET:
             c.data_set(TemplateKey(exporter, domain, set_id), body, ref)
         else:
             c.error(f"set id {set_id} is reserved")
-        pos += set_length
 
 
 def _template_set(body: bytes, exporter: str, domain: int, options: bool, c: Collector) -> None:

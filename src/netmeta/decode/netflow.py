@@ -40,6 +40,7 @@ from netmeta.decode.templates import (
     Template,
     TemplateKey,
     TemplateState,
+    iter_sets,
     parse_all,
 )
 
@@ -47,7 +48,6 @@ __all__ = ["DecodeError", "Decoded", "TemplateState", "decode", "decode_many", "
 
 V5_HEADER = struct.Struct(">HHIIIIBBH")  # 24 bytes
 V9_HEADER = struct.Struct(">HHIIII")  # version, count, uptime, secs, sequence, source id
-FLOWSET_HEADER = struct.Struct(">HH")
 V9_TEMPLATES = 0
 V9_OPTIONS = 1
 FIRST_DATA_FLOWSET = 256
@@ -127,22 +127,7 @@ def _v9(data: bytes, exporter: str, c: Collector) -> None:
         raise DecodeError(f"NetFlow v9 datagram of {len(data)} bytes is shorter than its header")
     _, count, uptime, secs, sequence, source_id = V9_HEADER.unpack_from(data)
     ref = c.header(Header(9, exporter, source_id, secs, sequence, uptime, count))
-    pos = V9_HEADER.size
-    end = len(data)
-    while pos < end:
-        if not any(data[pos:]):
-            return  # zero fill after the last flowset
-        if end - pos < FLOWSET_HEADER.size:
-            c.error(f"{end - pos} bytes after the last flowset")
-            return
-        flowset_id, length = FLOWSET_HEADER.unpack_from(data, pos)
-        if length < FLOWSET_HEADER.size:
-            c.error(f"flowset {flowset_id} has length {length}")
-            return
-        if length > end - pos:
-            c.error(f"flowset {flowset_id} of {length} bytes overruns the datagram")
-            return
-        body = data[pos + FLOWSET_HEADER.size:pos + length]
+    for flowset_id, body in iter_sets(data, V9_HEADER.size, len(data), c, "flowset"):
         if flowset_id == V9_TEMPLATES:
             _v9_templates(body, exporter, source_id, c)
         elif flowset_id == V9_OPTIONS:
@@ -151,7 +136,6 @@ def _v9(data: bytes, exporter: str, c: Collector) -> None:
             c.data_set(TemplateKey(exporter, source_id, flowset_id), body, ref)
         else:
             c.error(f"flowset id {flowset_id} is reserved")
-        pos += length
 
 
 def _v9_templates(body: bytes, exporter: str, source_id: int, c: Collector) -> None:

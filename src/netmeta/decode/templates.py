@@ -34,7 +34,8 @@ import base64
 import csv
 import ipaddress
 import socket
-from collections.abc import Callable, Iterable
+import struct
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from importlib import resources
@@ -730,3 +731,29 @@ def parse_all(datagrams: Iterable[tuple[bytes, str]], state: TemplateState, now:
         except Exception as e:  # a decoder bug must not cost the rest of the batch
             c.error(f"internal decoder error: {type(e).__name__}: {e}")
     return c.finish()
+
+
+SET_HEADER = struct.Struct(">HH")  # (flow)set id, length including this header
+
+
+def iter_sets(data: bytes, pos: int, end: int, c: Collector, what: str
+              ) -> Iterator[tuple[int, bytes]]:
+    """(id, body) of the sets of a NetFlow v9 datagram or IPFIX message, whose layout is the
+    same: a 16-bit id and a 16-bit length that includes the header. Stops at the first set
+    whose length cannot be trusted (the next one could not be found), reporting it."""
+    while pos < end:
+        if end - pos < SET_HEADER.size or data[pos:pos + SET_HEADER.size] == b"\0\0\0\0":
+            if not any(data[pos:end]):
+                return  # zero fill after the last set (checked once: it ends the walk)
+            if end - pos < SET_HEADER.size:
+                c.error(f"{end - pos} bytes after the last {what}")
+                return
+        set_id, length = SET_HEADER.unpack_from(data, pos)
+        if length < SET_HEADER.size:
+            c.error(f"{what} {set_id} has length {length}")
+            return
+        if length > end - pos:
+            c.error(f"{what} {set_id} of {length} bytes overruns the datagram")
+            return
+        yield set_id, data[pos + SET_HEADER.size:pos + length]
+        pos += length
