@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import socket
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -404,6 +404,21 @@ _HEADER_FIXED = SAMPLED_HEADER_STRUCT.itemsize
 _SWITCH_SIZE = EXTENDED_SWITCH_STRUCT.itemsize
 
 
+def _records(blob: bytes, p: int, end: int, nrec: int) -> Iterator[tuple[int, int, int]]:
+    """(data_format, offset, length) of each record of a sample. A record takes at least 8
+    bytes, so a lying count cannot loop past the sample's end."""
+    for j in range(nrec):
+        if p + 8 > end:
+            raise _Malformed(f"ends after {j} of {nrec} records")
+        fmt, length = _U32x2.unpack_from(blob, p)
+        rb = p + 8
+        if rb + length > end:
+            raise _Malformed(f"record {j + 1} of {nrec} ({_format(fmt)}): length {length} "
+                             "runs past the sample end")
+        yield fmt, rb, length
+        p = rb + length + (-length & 3)  # XDR pads opaque data to 4 bytes
+
+
 def _flow_sample(batch: _Batch, body: int, end: int, expanded: bool, dg: int) -> None:
     """Checks the records of one flow sample and notes where they are. The hot path: one
     unpack per record; the fields themselves are read in pass 2."""
@@ -415,16 +430,7 @@ def _flow_sample(batch: _Batch, body: int, end: int, expanded: bool, dg: int) ->
     hdr = eth = ip4 = ip6 = switch = router = -1
     gateway = None
     others: list[tuple[int, int, bytes]] | None = None
-    p = first
-    for j in range(nrec):  # each record takes at least 8 bytes: bounded by the sample
-        if p + 8 > end:
-            raise _Malformed(f"ends after {j} of {nrec} records")
-        fmt, length = _U32x2.unpack_from(blob, p)
-        rb = p + 8
-        p = rb + length
-        if p > end:
-            raise _Malformed(f"record {j + 1} of {nrec} ({_format(fmt)}): length {length} "
-                             "runs past the sample end")
+    for fmt, rb, length in _records(blob, first, end, nrec):
         if fmt == SAMPLED_HEADER:
             need = _HEADER_FIXED
             if length >= need:
@@ -444,7 +450,7 @@ def _flow_sample(batch: _Batch, body: int, end: int, expanded: bool, dg: int) ->
                 raise _Malformed(_short(fmt, length, need))
             router = rb
         elif fmt == EXTENDED_GATEWAY:
-            gateway = _gateway(blob, rb, p)
+            gateway = _gateway(blob, rb, rb + length)
         elif fmt == SAMPLED_ETHERNET:
             if length < SAMPLED_ETHERNET_STRUCT.itemsize:
                 raise _Malformed(_short(fmt, length, SAMPLED_ETHERNET_STRUCT.itemsize))
@@ -460,8 +466,7 @@ def _flow_sample(batch: _Batch, body: int, end: int, expanded: bool, dg: int) ->
         else:
             if others is None:
                 others = []
-            others.append((fmt >> 12, fmt & 0xFFF, blob[rb:p]))
-        p += -length & 3
+            others.append((fmt >> 12, fmt & 0xFFF, blob[rb:rb + length]))
     # the sample is sound: only now does it add to the batch
     gw = -1
     if gateway is not None:
@@ -527,25 +532,15 @@ def _counters_sample(batch: _Batch, body: int, end: int, expanded: bool, dg: int
     (nrec,) = _U32.unpack_from(blob, first - 4)
     rows: list[int] = []
     data: list[bytes | None] = []
-    p = first
-    for j in range(nrec):
-        if p + 8 > end:
-            raise _Malformed(f"ends after {j} of {nrec} records")
-        fmt, length = _U32x2.unpack_from(blob, p)
-        rb = p + 8
-        p = rb + length
-        if p > end:
-            raise _Malformed(f"record {j + 1} of {nrec} ({_format(fmt)}): length {length} "
-                             "runs past the sample end")
+    for fmt, rb, length in _records(blob, first, end, nrec):
         known = _COUNTER_STRUCTS.get(fmt)
         if known is None:
-            data.append(blob[rb:p])
+            data.append(blob[rb:rb + length])
         elif length < known.itemsize:
             raise _Malformed(_short(fmt, length, known.itemsize))
         else:
             data.append(None)
         rows += (dg, body, expanded, fmt, rb)
-        p += -length & 3
     batch.counters += rows
     batch.counter_data += data
 
