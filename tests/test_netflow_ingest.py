@@ -95,3 +95,16 @@ def test_serve_receives_netflow_over_udp(tmp_path: Path) -> None:
         assert 'netmeta_input_datagrams_total{input="nf"} 2.0' in metrics
         assert 'netmeta_udp_kernel_drops{input="nf"}' in metrics
         assert 'netmeta_stream_events_stored_total{stream="nf"} 8.0' in metrics
+
+
+def test_templates_survive_a_restart(tmp_path: Path) -> None:
+    """Templates learnt by one run decode the data of the next one (no blackout)."""
+    data_dir = str(tmp_path / "data")
+    for f in BARRACUDA:  # two processes: the template, then the data that needs it
+        subprocess.run([NETMETA, "ingest", "--format", "netflow", "-d", data_dir,
+                        "--exporter", "192.0.2.1:4444", str(f)], check=True,
+                       capture_output=True)
+    assert (tmp_path / "data" / "state" / "netflow-templates.json").is_file()
+    p = subprocess.run([NETMETA, "search", "-d", data_dir, "--json", "--limit", "100",
+                        "event.action:netflow_flow"], check=True, capture_output=True)
+    assert len(p.stdout.splitlines()) == 8

@@ -115,7 +115,10 @@ class Processor:
         self.router = Router(list(spec.streams))
         self.routes = self.router.routes()
         self._con: duckdb.DuckDBPyConnection | None = None  # routing SQL runs here
-        self.templates = TemplateState()  # NetFlow v9 / IPFIX templates seen by this process
+        # NetFlow v9 / IPFIX templates seen by this process, saved in the data dir so that
+        # a restart decodes data at once instead of waiting for templates to be resent
+        self.templates = _load_templates(spec.store_root)
+        self._templates_saved = (self.templates.changes, 0.0)
 
     def __call__(self, job: Job) -> Result:
         fails: list[Failure] = [
@@ -164,9 +167,23 @@ class Processor:
         """Datagrams of one exporter session, in order: templates live in this process."""
         decoded = netflow_decode.decode_many(job.datagrams, self.templates, time.time())
         fails += netflow_normalize.failures(decoded, job.input, job.datagrams)
+        self._save_templates()
         loc = self.locality if self.spec.inputs.get(job.input, (1, 1, 1))[2] else None
         table = netflow_normalize.normalize(decoded, job.input, loc)
         return table if table.num_rows else None
+
+    def _save_templates(self) -> None:
+        changes, at = self._templates_saved
+        now = time.monotonic()
+        # at most once a second: exporters resend templates every few seconds anyway
+        if self.spec.store_root is None or changes == self.templates.changes or now - at < 1:
+            return
+        path = _templates_path(self.spec.store_root)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(orjson.dumps(self.templates.to_dict()))
+        os.replace(tmp, path)
+        self._templates_saved = (self.templates.changes, now)
 
     def enrich(self, input_name: str, table: pa.Table) -> pa.Table:
         geo, cid, loc, tags, fields = self.spec.inputs.get(
@@ -179,6 +196,22 @@ class Processor:
         if cid:
             table = add_community_id(table, self.spec.seed)
         return add_ip_keys(table)
+
+
+def _templates_path(root: str) -> Path:
+    return Path(root) / "state" / "netflow-templates.json"
+
+
+def _load_templates(root: str | None) -> TemplateState:
+    path = _templates_path(root) if root is not None else None
+    if path is None or not path.exists():
+        return TemplateState()
+    try:
+        return TemplateState.from_dict(orjson.loads(path.read_bytes()))
+    except (ValueError, KeyError, TypeError, orjson.JSONDecodeError) as e:
+        log.warning("NetFlow templates in %s not loaded (%s); waiting for exporters to "
+                    "resend them", path, e)
+        return TemplateState()
 
 
 def _chunk_failed(job: Job, why: str) -> list[Failure]:

@@ -197,6 +197,7 @@ class TemplateState:
         self._templates: dict[TemplateKey, Template] = {}
         self._held: list[HeldSet] = []  # arrival order
         self._held_bytes = 0
+        self.changes = 0  # template definitions added, changed or withdrawn (to save state)
 
     @property
     def held(self) -> list[HeldSet]:
@@ -211,6 +212,7 @@ class TemplateState:
     def learn(self, key: TemplateKey, template: Template) -> list[HeldSet]:
         """Store a template; return the held sets that were waiting for it."""
         if self._templates.get(key) != template:
+            self.changes += 1
             self._templates.pop(key, None)
             self._templates[key] = template
             while len(self._templates) > self.max_templates:
@@ -219,7 +221,9 @@ class TemplateState:
         return self._release(key)
 
     def withdraw(self, key: TemplateKey) -> bool:
-        return self._templates.pop(key, None) is not None
+        gone = self._templates.pop(key, None) is not None
+        self.changes += gone
+        return gone
 
     def withdraw_all(self, exporter: str, domain: int, options: bool) -> int:
         """RFC 7011 8.1: withdraw every (options) template of an observation domain."""
@@ -227,6 +231,7 @@ class TemplateState:
                 if k.exporter == exporter and k.domain == domain and t.options == options]
         for k in gone:
             del self._templates[k]
+        self.changes += len(gone)
         return len(gone)
 
     def hold(self, key: TemplateKey, body: bytes, header: Header, now: float) -> list[HeldSet]:
