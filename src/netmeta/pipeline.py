@@ -79,6 +79,7 @@ class Pipeline:
         # NetFlow v9 / IPFIX data needs the templates its exporter sent before: those jobs
         # all go, in order, to one process that keeps the template state
         self._ordered: cf.Executor | None = None
+        self._ordered_lock = threading.Lock()
         self.futures: queue.Queue[Any] = queue.Queue(maxsize=cfg.pipeline.queue_size)
         self.stats = Stats()
         self.error: BaseException | None = None
@@ -97,10 +98,11 @@ class Pipeline:
     def _executor_for(self, job: Job) -> cf.Executor:
         if job.format != "netflow":
             return self.executor
-        if self._ordered is None:
-            self._ordered = (self.executor if isinstance(self.executor, InlineExecutor)
-                             else self._pool(1))
-        return self._ordered
+        with self._ordered_lock:  # several UDP inputs may send their first job at once
+            if self._ordered is None:
+                self._ordered = (self.executor if isinstance(self.executor, InlineExecutor)
+                                 else self._pool(1))
+            return self._ordered
 
     @staticmethod
     def _log_geoip(spec: EnrichSpec) -> None:
