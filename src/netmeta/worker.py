@@ -286,12 +286,14 @@ class InlineExecutor(cf.Executor):
 
     def __init__(self, spec: EnrichSpec) -> None:
         self.processor = Processor(spec)
+        self._lock = threading.Lock()  # inputs run in threads of their own; one at a time
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future[Any]:
         # fn is run_job, which reads the worker-process global; here the processor is ours
         fut: cf.Future[Any] = cf.Future()
         try:
-            fut.set_result(self.processor(*args))
+            with self._lock:
+                fut.set_result(self.processor(*args))
         except BaseException as e:  # noqa: BLE001 - handed to the consumer
             fut.set_exception(e)
         return fut
