@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from netmeta.decode.jsonlines import decode_lines, line_bounds
-from netmeta.event import to_documents
-from netmeta.normalize.goflow2 import SCHEMA, Origin, normalize
+from netmeta.event import Origin, to_documents
+from netmeta.normalize.goflow2 import SCHEMA, normalize
 
 from .conftest import goflow2_line
 

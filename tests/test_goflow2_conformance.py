@@ -15,8 +15,7 @@ import pytest
 import yaml
 
 from netmeta.config import Config, Input, InputEnrich
-from netmeta.event import flatten, to_documents
-from netmeta.normalize.goflow2 import Origin
+from netmeta.event import Origin, flatten, to_documents
 from netmeta.worker import EnrichSpec, Job, Processor
 
 from .conftest import GEOIP, PEER, ROOT

@@ -8,8 +8,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from netmeta.config import Config, Input
-from netmeta.event import to_documents
-from netmeta.normalize.goflow2 import Origin
+from netmeta.event import Origin, to_documents
 from netmeta.pipeline import Pipeline, build_store
 from netmeta.query import search as q
 from netmeta.worker import Job

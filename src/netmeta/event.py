@@ -374,7 +374,19 @@ def to_documents(table: pa.Table) -> list[dict[str, Any]]:
     return [row_to_document(r) for r in table.to_pylist()]
 
 
-# ---------------------------------------------------------------- failures
+# ---------------------------------------------------------------- origins and failures
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where a chunk of input came from: the input, and for files Filebeat's filestream
+    metadata (path, device, inode, offset of the chunk's first byte)."""
+
+    input: str
+    path: str | None = None
+    device: int = 0
+    inode: int = 0
+    offset: int = 0
+
 
 @dataclass(frozen=True, slots=True)
 class Failure:

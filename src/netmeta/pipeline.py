@@ -28,8 +28,7 @@ import pyarrow as pa
 from netmeta import metrics
 from netmeta.config import Config, Input
 from netmeta.enrich.geoip import GeoIP
-from netmeta.event import Failure, failures_table, to_documents
-from netmeta.normalize import goflow2
+from netmeta.event import Failure, Origin, failures_table, to_documents
 from netmeta.sources.files import Chunk, Tailer
 from netmeta.sources.pcap import udp_datagrams
 from netmeta.sources.udp import Datagrams, UdpListener
@@ -242,7 +241,7 @@ class Pipeline:
 def job_from_chunk(input_name: str, fmt: str, chunk: Chunk, tracked: bool,
                    forget: Iterable[tuple[int, int]] = ()) -> Job:
     stdin = chunk.path == "-"
-    origin = goflow2.Origin(input_name, None if stdin else chunk.path, chunk.device,
+    origin = Origin(input_name, None if stdin else chunk.path, chunk.device,
                             chunk.inode, chunk.offset)
     return Job(input_name, fmt, origin, chunk.data, chunk.oversized,
                chunk.end if tracked else None, tuple(forget))
@@ -256,7 +255,7 @@ def netflow_jobs(input_name: str, path: str, exporter: str, batch: int = 512
     """Jobs of export datagrams from a capture (pcap/pcapng), or from a file holding one
     raw datagram (exporter given). UDP datagrams of a capture that are not NetFlow/IPFIX
     (DNS, ...) are passed over."""
-    origin = goflow2.Origin(input_name, path)
+    origin = Origin(input_name, path)
     with open(path, "rb") as f:
         magic = f.read(4)
     if magic not in _CAPTURE_MAGICS:
@@ -279,65 +278,84 @@ _CAPTURE_MAGICS = {b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1"
                    b"\xa1\xb2\x3c\x4d", b"\x0a\x0d\x0d\x0a"}
 
 
-class TailSource(threading.Thread):
-    """Tails an input's globs and feeds the pipeline until stopped."""
+class _InputThread(threading.Thread):
+    """An input feeding the pipeline until ``stop``; a failure is logged and kept, and the
+    rest of the service goes on."""
 
-    def __init__(self, name: str, inp: Input, pipeline: Pipeline, store: Store,
-                 stop: threading.Event) -> None:
+    def __init__(self, name: str, pipeline: Pipeline, stop: threading.Event) -> None:
         super().__init__(name=f"input-{name}", daemon=True)
-        self.input_name, self.inp, self.pipeline, self.stop = name, inp, pipeline, stop
-        pl = pipeline.cfg.pipeline
-        self.tailer = Tailer(inp.paths, store.positions(name), read_size=pl.read_size,
-                             max_line=pl.max_line)
+        self.input_name, self.pipeline, self.stop = name, pipeline, stop
         self.error: BaseException | None = None
 
     def run(self) -> None:
         try:
-            truncs = 0
-            while not self.stop.is_set():
-                chunks = self.tailer.poll()
-                forgotten = self.tailer.forgotten()
-                for i, c in enumerate(chunks):
-                    last = i == len(chunks) - 1
-                    self.pipeline.submit(job_from_chunk(
-                        self.input_name, self.inp.type, c, True, forgotten if last else ()))
-                if forgotten and not chunks:
-                    self.pipeline.submit(Job(self.input_name, self.inp.type,
-                                             goflow2.Origin(self.input_name), b"",
-                                             forget=tuple(forgotten)))
-                if self.tailer.truncations > truncs:
-                    metrics.truncations.labels(self.input_name).inc(
-                        self.tailer.truncations - truncs)
-                    truncs = self.tailer.truncations
-                if not self.tailer.behind:
-                    self.stop.wait(self.inp.poll_interval)
+            self.loop()
         except BaseException as e:  # noqa: BLE001 - logged, the service keeps running
             if not self.stop.is_set():
                 log.exception("input %s stopped", self.input_name)
                 self.error = e
         finally:
-            self.tailer.close()
+            self.close()
+
+    def loop(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
 
 
-class UdpSource(threading.Thread):
+class TailSource(_InputThread):
+    """Tails an input's globs and feeds the pipeline until stopped."""
+
+    def __init__(self, name: str, inp: Input, pipeline: Pipeline, store: Store,
+                 stop: threading.Event) -> None:
+        super().__init__(name, pipeline, stop)
+        self.inp = inp
+        pl = pipeline.cfg.pipeline
+        self.tailer = Tailer(inp.paths, store.positions(name), read_size=pl.read_size,
+                             max_line=pl.max_line)
+
+    def loop(self) -> None:
+        truncs = 0
+        while not self.stop.is_set():
+            chunks = self.tailer.poll()
+            forgotten = self.tailer.forgotten()
+            for i, c in enumerate(chunks):
+                last = i == len(chunks) - 1
+                self.pipeline.submit(job_from_chunk(
+                    self.input_name, self.inp.type, c, True, forgotten if last else ()))
+            if forgotten and not chunks:
+                self.pipeline.submit(Job(self.input_name, self.inp.type,
+                                         Origin(self.input_name), b"",
+                                         forget=tuple(forgotten)))
+            if self.tailer.truncations > truncs:
+                metrics.truncations.labels(self.input_name).inc(
+                    self.tailer.truncations - truncs)
+                truncs = self.tailer.truncations
+            if not self.tailer.behind:
+                self.stop.wait(self.inp.poll_interval)
+
+    def close(self) -> None:
+        self.tailer.close()
+
+
+class UdpSource(_InputThread):
     """Receives an input's export datagrams and feeds the pipeline until stopped; a full
     pipeline drops (and counts) a batch rather than stall the socket."""
 
     def __init__(self, name: str, inp: Input, pipeline: Pipeline,
                  stop: threading.Event) -> None:
-        super().__init__(name=f"input-{name}", daemon=True)
-        self.input_name, self.pipeline, self.stop = name, pipeline, stop
+        super().__init__(name, pipeline, stop)
         self.listener = UdpListener(inp.listen, inp.port, rcvbuf=inp.rcvbuf)
         warning = self.listener.rcvbuf_warning()
         if warning:
             log.warning("input %s: %s", name, warning)
         self._kernel_checked = 0.0
-        self.error: BaseException | None = None
 
     def deliver(self, batch: Datagrams) -> bool:
         n = len(batch.payloads)
         metrics.received_datagrams.labels(self.input_name).inc(n)
-        job = Job(self.input_name, "netflow", goflow2.Origin(self.input_name), b"",
+        job = Job(self.input_name, "netflow", Origin(self.input_name), b"",
                   datagrams=tuple((p, f"{h}:{port}")
                                   for p, (h, port) in zip(batch.payloads, batch.peers,
                                                           strict=True)))
@@ -350,15 +368,11 @@ class UdpSource(threading.Thread):
             metrics.kernel_drops.labels(self.input_name).set(self.listener.kernel_drops())
         return taken
 
-    def run(self) -> None:
-        try:
-            self.listener.run(self.deliver, self.stop)
-        except BaseException as e:  # noqa: BLE001 - logged, the service keeps running
-            if not self.stop.is_set():
-                log.exception("input %s stopped", self.input_name)
-                self.error = e
-        finally:
-            self.listener.close()
+    def loop(self) -> None:
+        self.listener.run(self.deliver, self.stop)
+
+    def close(self) -> None:
+        self.listener.close()
 
 
 def build_store(cfg: Config, *, read_only: bool = False) -> Store:

@@ -27,7 +27,7 @@ from netmeta.decode.templates import TemplateState
 from netmeta.enrich.community_id import add_community_id
 from netmeta.enrich.geoip import GeoIP
 from netmeta.enrich.locality import Locality
-from netmeta.event import FIELDS, META_EXTRA, Failure, add_ip_keys, flatten
+from netmeta.event import FIELDS, META_EXTRA, Failure, Origin, add_ip_keys, flatten
 from netmeta.normalize import goflow2
 from netmeta.normalize import netflow as netflow_normalize
 from netmeta.route.streams import Router, Stream
@@ -52,7 +52,7 @@ class Job:
 
     input: str
     format: str
-    origin: goflow2.Origin
+    origin: Origin
     data: bytes
     oversized: tuple[tuple[int, bytes], ...] = ()
     end: int | None = None  # file position after this chunk (None: not tracked)

@@ -30,7 +30,14 @@ from netmeta.columns import (
     list_of,
 )
 from netmeta.decode.jsonlines import Decoded
-from netmeta.event import META_EXTRA, META_ID, META_INPUT, Failure, distinct_ip_keys
+from netmeta.event import (
+    META_EXTRA,
+    META_ID,
+    META_INPUT,
+    Failure,
+    Origin,
+    distinct_ip_keys,
+)
 
 ECS_VERSION = "8.16.0"
 
@@ -54,17 +61,6 @@ _REMOVED = frozenset({"time_flow_start_ns", "proto", "etype", "dst_addr", "src_a
 _CONSUMED = _RENAMED_IF_SET | _REMOVED
 # NetFlow/IPFIX records also carry real packet counts and an end time, which are mapped.
 _CONSUMED_NETFLOW = _CONSUMED | {"packets", "time_flow_end_ns"}
-
-
-@dataclass(frozen=True, slots=True)
-class Origin:
-    """Where a chunk of lines came from (Filebeat's filestream metadata)."""
-
-    input: str
-    path: str | None = None
-    device: int = 0
-    inode: int = 0
-    offset: int = 0  # file offset of the chunk's first byte
 
 
 @dataclass(slots=True)
