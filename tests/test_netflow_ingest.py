@@ -12,7 +12,7 @@ import dpkt
 
 from netmeta.config import Config, Input
 from netmeta.event import flatten
-from netmeta.pipeline import Pipeline, build_store, netflow_jobs
+from netmeta.pipeline import Pipeline, build_store, datagram_jobs
 from netmeta.query import search as q
 
 from .conftest import PEER
@@ -60,7 +60,7 @@ def test_capture_with_templates_in_earlier_jobs_and_bad_datagrams(tmp_path: Path
     pipe = Pipeline(cfg, store)
     # one datagram per job: the data set only decodes if its template, sent in an earlier
     # job, reached the same decoder state
-    for job in netflow_jobs("netflow", str(capture), "unused", batch=1):
+    for job in datagram_jobs("netflow", "netflow", str(capture), "unused", batch=1):
         pipe.submit(job)
     pipe.close()
     assert q.count(store, q.Query("event.action:netflow_flow")) == 8

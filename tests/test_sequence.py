@@ -75,3 +75,33 @@ def test_loss_equals_the_records_of_the_datagrams_that_never_arrived(
     last = arrived[-1][0] if arrived else 0
     lost_before_last = sum(n for i, (_, n) in enumerate(sent) if 0 < i < last and i in missing)
     assert t.totals()[k][1] == lost_before_last
+
+
+def test_ipfix_messages_counted_from_decoded_records_and_held_sets_resync() -> None:
+    """Records per message come from the decoder; a message whose data waits for its
+    template has an unknown size, so the next message resynchronizes instead of counting
+    its records as lost."""
+    import struct
+
+    from netmeta.decode import netflow
+    from netmeta.decode.sequence import netflow_counts
+    from netmeta.decode.templates import TemplateState
+
+    from .test_decode_netflow import a_set, ipfix_message, ipfix_template
+
+    fields = [(8, 4), (12, 4)]
+    rec = struct.pack(">4s4s", b"\x0a\0\0\1", b"\x0a\0\0\2")
+    state, tracker = TemplateState(), SequenceTracker()
+
+    def feed(*msgs: bytes) -> tuple[int, int, int]:
+        d = netflow.decode_many([(m, "192.0.2.5:4739") for m in msgs], state, 0.0)
+        (c,) = netflow_counts(d, tracker)
+        return c.datagrams, c.records, c.lost
+
+    held = ipfix_message(a_set(300, rec * 4), sequence=100)  # before its template
+    assert feed(held) == (1, 0, 0)
+    tpl = ipfix_message(a_set(2, ipfix_template(300, fields)), a_set(300, rec * 3),
+                        sequence=104)
+    assert feed(tpl) == (1, 7, 0)  # 3 + the 4 held records released
+    assert feed(ipfix_message(a_set(300, rec * 2), sequence=107)) == (1, 2, 0)
+    assert feed(ipfix_message(a_set(300, rec), sequence=119)) == (1, 1, 10)  # 10 lost

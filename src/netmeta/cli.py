@@ -15,7 +15,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 import orjson
@@ -106,34 +106,41 @@ def serve(cfg: Config) -> None:
     dropped = store.apply_retention()
     if dropped:
         log.info("retention dropped %d day partition(s)", len(dropped))
+    pipeline = Pipeline(cfg, store)
+    stop = threading.Event()
+    sources: list[threading.Thread] = []
+
+    def abort(message: str) -> NoReturn:
+        stop.set()
+        for s in sources:
+            getattr(s, "close", lambda: None)()
+        pipeline.close()
+        store.close()
+        raise click.ClickException(message)
+
+    # every socket is bound before the HTTP port answers: once /healthz does, datagrams
+    # sent to an input are received
+    for name, inp in cfg.inputs.items():
+        if not inp.enabled:
+            continue
+        if inp.udp:
+            try:
+                src: threading.Thread = UdpSource(name, inp, pipeline, stop)
+            except OSError as e:
+                abort(f"input {name}: cannot listen on UDP {inp.listen}:{inp.udp_port}: "
+                      f"{e.strerror} (key inputs.{name}.port)")
+            log.info("input %s (%s): UDP %s:%d", name, inp.type, *src.listener.address)
+        else:
+            src = TailSource(name, inp, pipeline, store, stop)
+            log.info("input %s (%s): tailing %s", name, inp.type, ", ".join(inp.paths))
+        sources.append(src)
     http = HttpServer(create_app(store), cfg.http.listen, cfg.http.port)
     try:
         http.start()
     except OSError as e:
-        store.close()
-        raise click.ClickException(f"http: {e} (key http.port)") from None
-    pipeline = Pipeline(cfg, store)
-    stop = threading.Event()
-    sources = []
-    for name, inp in cfg.inputs.items():
-        if not inp.enabled:
-            continue
-        if inp.type == "netflow":
-            try:
-                src: threading.Thread = UdpSource(name, inp, pipeline, stop)
-            except OSError as e:
-                stop.set()
-                pipeline.close()
-                http.stop()
-                store.close()
-                raise click.ClickException(f"input {name}: cannot listen on UDP "
-                                           f"{inp.listen}:{inp.port}: {e.strerror}") from None
-            log.info("input %s (netflow): UDP %s:%d", name, *src.listener.address)
-        else:
-            src = TailSource(name, inp, pipeline, store, stop)
-            log.info("input %s (%s): tailing %s", name, inp.type, ", ".join(inp.paths))
+        abort(f"http: {e} (key http.port)")
+    for src in sources:
         src.start()
-        sources.append(src)
     owner_file = Path(cfg.data_dir) / SERVE_FILE
     owner_file.write_text(json.dumps({"pid": os.getpid(), "listen": cfg.http.listen,
                                       "port": cfg.http.port}))
@@ -169,9 +176,11 @@ def serve(cfg: Config) -> None:
 # ---------------------------------------------------------------- ingest
 
 @main.command()
-@click.option("--format", "fmt", type=click.Choice(["goflow2", "netflow"]), required=True,
-              help="goflow2: JSON lines. netflow: NetFlow v5/v9/IPFIX datagrams, from pcap or "
-                   "pcapng captures or from files holding one raw datagram each (.dat).")
+@click.option("--format", "fmt", type=click.Choice(["goflow2", "netflow", "sflow"]),
+              required=True,
+              help="goflow2: JSON lines. netflow: NetFlow v5/v9/IPFIX datagrams; sflow: sFlow v5 "
+                   "datagrams; both from pcap or pcapng captures or from files holding one "
+                   "raw datagram each (.dat).")
 @click.option("--exporter", default="127.0.0.1:0", show_default=True,
               help="Exporter address:port of raw datagram files (captures carry their own).")
 @click.option("--input", "input_name", default=None,
@@ -186,7 +195,7 @@ def ingest(cfg: Config, fmt: str, exporter: str, input_name: str | None, to_stdo
            progress: bool | None, files: tuple[str, ...]) -> None:
     """Import FILE... ('-' for stdin) through the same pipeline as serve."""
     from netmeta.config import Input
-    from netmeta.pipeline import Pipeline, job_from_chunk, ndjson_sink, netflow_jobs
+    from netmeta.pipeline import Pipeline, datagram_jobs, job_from_chunk, ndjson_sink
     from netmeta.sources.files import read_file
 
     name = input_name or fmt
@@ -195,8 +204,8 @@ def ingest(cfg: Config, fmt: str, exporter: str, input_name: str | None, to_stdo
     for f in files:
         if f != "-" and not Path(f).is_file():
             raise click.ClickException(f"no such file: {f}")
-        if f == "-" and fmt == "netflow":
-            raise click.ClickException("--format netflow reads files (captures or .dat), "
+        if f == "-" and fmt != "goflow2":
+            raise click.ClickException(f"--format {fmt} reads files (captures or .dat), "
                                        "not stdin")
     store = None if to_stdout else _open_store(cfg)
     out = sys.stdout.buffer
@@ -207,8 +216,8 @@ def ingest(cfg: Config, fmt: str, exporter: str, input_name: str | None, to_stdo
     try:
         with _progress(show, total) as update:
             for f in files:
-                if fmt == "netflow":
-                    for job in netflow_jobs(name, f, exporter):
+                if fmt != "goflow2":
+                    for job in datagram_jobs(name, fmt, f, exporter):
                         pipeline.submit(job)
                         update(pipeline.stats)
                     continue

@@ -7,6 +7,7 @@ follow the same rule.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from pathlib import Path
@@ -62,19 +63,48 @@ class InputEnrich(_S):
     locality: bool = True
 
 
+class Sampling(_S):
+    # multiply network.bytes / network.packets by the exporter's sampling rate; None: as
+    # Elastic does for the format (sFlow: yes, NetFlow/IPFIX: no)
+    renormalize: bool | None = None
+    # sampling rate per exporter address, over what the exporter says (options data, v5
+    # header, flow fields)
+    rates: dict[str, int] = msgspec.field(default_factory=dict)
+
+
+UDP_TYPES = ("netflow", "ipfix", "sflow")
+# NetFlow v5/v9 and IPFIX (told apart by version), IPFIX's IANA port, sFlow's IANA port
+DEFAULT_PORTS = {"netflow": 2055, "ipfix": 4739, "sflow": 6343}
+# Elastic's goflow2 integration tags its events so; the UDP inputs add none by default
+DEFAULT_TAGS = {"goflow2": ["preserve_original_event", "forwarded", "sflow"]}
+
+
 class Input(_S):
-    type: Literal["goflow2", "netflow"]
+    type: Literal["goflow2", "netflow", "ipfix", "sflow"]
     paths: list[str] = msgspec.field(default_factory=list)
     enabled: bool = True
     index_set: str = "default"
-    tags: list[str] = msgspec.field(
-        default_factory=lambda: ["preserve_original_event", "forwarded", "sflow"])
+    tags: list[str] | None = None  # None: the type's default (DEFAULT_TAGS)
     fields: dict[str, Any] = msgspec.field(default_factory=dict)
     enrich: InputEnrich = msgspec.field(default_factory=InputEnrich)
     poll_interval: float = 0.25  # goflow2: seconds between looks at the files
-    listen: str = "0.0.0.0"  # netflow: address of the UDP listener
-    port: int = 2055  # netflow: NetFlow v5/v9 and IPFIX, told apart by version
-    rcvbuf: int = 8 << 20  # netflow: socket receive buffer in bytes
+    listen: str = "0.0.0.0"  # UDP inputs: address of the listener
+    port: int | None = None  # UDP inputs: None is the type's port (DEFAULT_PORTS)
+    rcvbuf: int = 8 << 20  # UDP inputs: socket receive buffer in bytes
+    sampling: Sampling = msgspec.field(default_factory=Sampling)
+    custom_definitions: list[str] = msgspec.field(default_factory=list)  # netflow/ipfix
+
+    @property
+    def udp(self) -> bool:
+        return self.type in UDP_TYPES
+
+    @property
+    def udp_port(self) -> int:
+        return self.port if self.port is not None else DEFAULT_PORTS.get(self.type, 0)
+
+    @property
+    def tag_list(self) -> list[str]:
+        return list(self.tags) if self.tags is not None else DEFAULT_TAGS.get(self.type, [])
 
 
 class IndexSetConfig(_S):
@@ -158,6 +188,7 @@ def _readable(msg: str, prefix: str = "") -> str:
 
 def check(cfg: Config) -> None:
     """Semantic checks msgspec cannot do; raises ConfigError naming the key."""
+    from netmeta.decode import custom_fields
     from netmeta.enrich.locality import Locality
     from netmeta.query.kql import KQLError
     from netmeta.query.sql import compile_where
@@ -197,8 +228,22 @@ def check(cfg: Config) -> None:
         if inp.index_set not in sets:
             fail(f"inputs.{name}.index_set", f"no index set {inp.index_set!r} "
                  f"(defined: {', '.join(sorted(sets))})")
-        if inp.type == "netflow" and not 0 < inp.port < 65536:
+        if inp.udp and not 0 < inp.udp_port < 65536:
             fail(f"inputs.{name}.port", f"{inp.port} is not a UDP port (1-65535)")
+        if inp.udp and inp.rcvbuf < 65536:
+            fail(f"inputs.{name}.rcvbuf", "must be at least 65536 bytes")
+        for exporter, rate in inp.sampling.rates.items():
+            try:
+                ipaddress.ip_address(exporter)
+            except ValueError:
+                fail(f"inputs.{name}.sampling.rates.{exporter}", "not an IP address")
+            if rate < 1:
+                fail(f"inputs.{name}.sampling.rates.{exporter}", "a rate is at least 1")
+        for j, path in enumerate(inp.custom_definitions):
+            try:
+                custom_fields.load(path)
+            except ValueError as e:
+                fail(f"inputs.{name}.custom_definitions[{j}]", str(e))
         if inp.enabled and inp.type == "goflow2" and not inp.paths:
             fail(f"inputs.{name}.paths", "give at least one file or glob")
         if inp.poll_interval <= 0:

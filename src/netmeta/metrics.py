@@ -31,6 +31,19 @@ kernel_drops = Gauge("netmeta_udp_kernel_drops", "Datagrams the kernel dropped f
 truncations = Counter("netmeta_file_truncations", "Tailed files seen truncated", ["input"],
                       registry=REGISTRY)
 
+_EXPORTER = ["input", "exporter", "protocol"]
+exporter_datagrams = Counter("netmeta_exporter_datagrams", "Datagrams decoded per exporter",
+                             _EXPORTER, registry=REGISTRY)
+exporter_records = Counter("netmeta_exporter_records", "Flow records / samples decoded per "
+                           "exporter", _EXPORTER, registry=REGISTRY)
+exporter_lost = Gauge("netmeta_exporter_lost", "Lost since start per the exporter's sequence "
+                      "numbers, in the protocol's unit: flows (netflow_v5), export packets "
+                      "(netflow_v9), data records (ipfix), datagrams (sflow)", _EXPORTER,
+                      registry=REGISTRY)
+exporter_resets = Gauge("netmeta_exporter_sequence_resets", "Exporter restarts and sequence "
+                        "resets seen since start (not counted as loss)", _EXPORTER,
+                        registry=REGISTRY)
+
 
 def exposition() -> bytes:
     return generate_latest(REGISTRY)

@@ -17,6 +17,7 @@ import os
 import queue
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,7 @@ from netmeta import metrics
 from netmeta.config import Config, Input
 from netmeta.enrich.geoip import GeoIP
 from netmeta.event import Failure, Origin, failures_table, to_documents
+from netmeta.normalize.exporters import exporter_ip
 from netmeta.sources.files import Chunk, Tailer
 from netmeta.sources.pcap import udp_datagrams
 from netmeta.sources.udp import Datagrams, UdpListener
@@ -75,9 +77,11 @@ class Pipeline:
         self._log_geoip(spec)
         self._spec = spec
         self.executor = self._pool(cfg.pipeline.workers)
-        # NetFlow v9 / IPFIX data needs the templates its exporter sent before: those jobs
-        # all go, in order, to one process that keeps the template state
-        self._ordered: cf.Executor | None = None
+        # NetFlow v9 / IPFIX data needs the templates its exporter sent before, and sequence
+        # numbers are followed per exporter: UDP jobs go, in order, to one of ``shards``
+        # single-process workers chosen by the exporter's address (exporter affinity)
+        self.shards = max(1, cfg.pipeline.workers)
+        self._ordered: dict[int, cf.Executor] = {}
         self._ordered_lock = threading.Lock()
         self.futures: queue.Queue[Any] = queue.Queue(maxsize=cfg.pipeline.queue_size)
         self.stats = Stats()
@@ -85,23 +89,32 @@ class Pipeline:
         self._writer = threading.Thread(target=self._write_loop, name="writer", daemon=True)
         self._writer.start()
 
-    def _pool(self, workers: int) -> cf.Executor:
+    def _pool(self, workers: int, shard: int = 0) -> cf.Executor:
         if workers <= 0:
             return InlineExecutor(self._spec)
         # spawn, not fork: a forked worker would inherit the open store and the threads'
         # locks of this process
         return cf.ProcessPoolExecutor(
             workers, mp_context=multiprocessing.get_context("spawn"),
-            initializer=init_worker, initargs=(self._spec, os.getpid()))
+            initializer=init_worker, initargs=(self._spec, os.getpid(), shard))
 
     def _executor_for(self, job: Job) -> cf.Executor:
-        if job.format != "netflow":
+        if job.format not in UDP_FORMATS:
             return self.executor
+        shard = job.shard % self.shards
         with self._ordered_lock:  # several UDP inputs may send their first job at once
-            if self._ordered is None:
-                self._ordered = (self.executor if isinstance(self.executor, InlineExecutor)
-                                 else self._pool(1))
-            return self._ordered
+            if shard not in self._ordered:
+                self._ordered[shard] = (self.executor
+                                        if isinstance(self.executor, InlineExecutor)
+                                        else self._pool(1, shard))
+            return self._ordered[shard]
+
+    def shard_of(self, exporter: str) -> int:
+        """The ordered worker of an exporter ("ip:port"): by address, not port, since an
+        exporter may change its source port (templates are kept per address)."""
+        if self.shards == 1:
+            return 0
+        return zlib.crc32(exporter_ip(exporter).encode()) % self.shards
 
     @staticmethod
     def _log_geoip(spec: EnrichSpec) -> None:
@@ -135,8 +148,9 @@ class Pipeline:
         self.futures.put(_STOP)
         self._writer.join()
         self.executor.shutdown(wait=True)
-        if self._ordered is not None and self._ordered is not self.executor:
-            self._ordered.shutdown(wait=True)
+        for ex in self._ordered.values():
+            if ex is not self.executor:
+                ex.shutdown(wait=True)
         if self.error is not None:
             raise RuntimeError(f"pipeline writer failed: {self.error}") from self.error
 
@@ -202,6 +216,12 @@ class Pipeline:
         metrics.received_bytes.labels(res.input).inc(res.nbytes)
         metrics.events.labels(res.input).inc(n_ev)
         metrics.failed.labels(res.input).inc(n_fail)
+        for c in res.exporters:
+            labels = (res.input, c.exporter, c.protocol)
+            metrics.exporter_datagrams.labels(*labels).inc(c.datagrams)
+            metrics.exporter_records.labels(*labels).inc(c.records)
+            metrics.exporter_lost.labels(*labels).set(c.lost)
+            metrics.exporter_resets.labels(*labels).set(c.resets)
         with self.stats.lock:
             self.stats.records += n_ev + n_fail
             self.stats.events += n_ev
@@ -247,30 +267,38 @@ def job_from_chunk(input_name: str, fmt: str, chunk: Chunk, tracked: bool,
                chunk.end if tracked else None, tuple(forget))
 
 
-_EXPORT_VERSIONS = (b"\x00\x05", b"\x00\x09", b"\x00\x0a")  # NetFlow v5, v9, IPFIX
+UDP_FORMATS = ("netflow", "sflow")
+_NETFLOW_VERSIONS = (b"\x00\x05", b"\x00\x09", b"\x00\x0a")  # NetFlow v5, v9, IPFIX
+_SFLOW_VERSION = b"\x00\x00\x00\x05"
 
 
-def netflow_jobs(input_name: str, path: str, exporter: str, batch: int = 512
-                 ) -> Iterable[Job]:
-    """Jobs of export datagrams from a capture (pcap/pcapng), or from a file holding one
-    raw datagram (exporter given). UDP datagrams of a capture that are not NetFlow/IPFIX
-    (DNS, ...) are passed over."""
+def _wanted(fmt: str, payload: bytes) -> bool:
+    if fmt == "sflow":
+        return payload[:4] == _SFLOW_VERSION
+    return payload[:2] in _NETFLOW_VERSIONS
+
+
+def datagram_jobs(input_name: str, fmt: str, path: str, exporter: str, batch: int = 512
+                  ) -> Iterable[Job]:
+    """Jobs of export datagrams (``fmt``: netflow or sflow) from a capture (pcap/pcapng),
+    or from a file holding one raw datagram (exporter given). UDP datagrams of a capture
+    that are not of the format (DNS, ...) are passed over."""
     origin = Origin(input_name, path)
     with open(path, "rb") as f:
         magic = f.read(4)
     if magic not in _CAPTURE_MAGICS:
-        yield Job(input_name, "netflow", origin, b"",
+        yield Job(input_name, fmt, origin, b"",
                   datagrams=((Path(path).read_bytes(), exporter),))
         return
     pending: list[tuple[bytes, str]] = []
     for d in udp_datagrams(path):
-        if d.payload[:2] in _EXPORT_VERSIONS:
+        if _wanted(fmt, d.payload):
             pending.append((d.payload, f"{d.src}:{d.sport}"))
         if len(pending) >= batch:
-            yield Job(input_name, "netflow", origin, b"", datagrams=tuple(pending))
+            yield Job(input_name, fmt, origin, b"", datagrams=tuple(pending))
             pending = []
     if pending:
-        yield Job(input_name, "netflow", origin, b"", datagrams=tuple(pending))
+        yield Job(input_name, fmt, origin, b"", datagrams=tuple(pending))
 
 
 # pcap (both byte orders, micro- and nanosecond) and pcapng
@@ -341,12 +369,14 @@ class TailSource(_InputThread):
 
 class UdpSource(_InputThread):
     """Receives an input's export datagrams and feeds the pipeline until stopped; a full
-    pipeline drops (and counts) a batch rather than stall the socket."""
+    pipeline drops (and counts) a batch rather than stall the socket. Each batch is split
+    by exporter over the pipeline's ordered workers."""
 
     def __init__(self, name: str, inp: Input, pipeline: Pipeline,
                  stop: threading.Event) -> None:
         super().__init__(name, pipeline, stop)
-        self.listener = UdpListener(inp.listen, inp.port, rcvbuf=inp.rcvbuf)
+        self.format = "sflow" if inp.type == "sflow" else "netflow"
+        self.listener = UdpListener(inp.listen, inp.udp_port, rcvbuf=inp.rcvbuf)
         warning = self.listener.rcvbuf_warning()
         if warning:
             log.warning("input %s: %s", name, warning)
@@ -355,13 +385,17 @@ class UdpSource(_InputThread):
     def deliver(self, batch: Datagrams) -> bool:
         n = len(batch.payloads)
         metrics.received_datagrams.labels(self.input_name).inc(n)
-        job = Job(self.input_name, "netflow", Origin(self.input_name), b"",
-                  datagrams=tuple((p, f"{h}:{port}")
-                                  for p, (h, port) in zip(batch.payloads, batch.peers,
-                                                          strict=True)))
-        taken = self.pipeline.try_submit(job)
-        if not taken:
-            metrics.dropped.labels(self.input_name, "queue_full").inc(n)
+        shards: dict[int, list[tuple[bytes, str]]] = {}
+        for p, (h, port) in zip(batch.payloads, batch.peers, strict=True):
+            peer = f"[{h}]:{port}" if ":" in h else f"{h}:{port}"
+            shards.setdefault(self.pipeline.shard_of(peer), []).append((p, peer))
+        taken = True
+        for shard, datagrams in shards.items():
+            job = Job(self.input_name, self.format, Origin(self.input_name), b"",
+                      datagrams=tuple(datagrams), shard=shard, received=batch.received)
+            if not self.pipeline.try_submit(job):
+                taken = False
+                metrics.dropped.labels(self.input_name, "queue_full").inc(len(datagrams))
         now = time.monotonic()
         if now - self._kernel_checked > 1.0:  # /proc is read at most once a second
             self._kernel_checked = now

@@ -21,8 +21,11 @@ import orjson
 import pyarrow as pa
 
 from netmeta.config import Config, Input
+from netmeta.decode import custom_fields
 from netmeta.decode import netflow as netflow_decode
+from netmeta.decode import sflow as sflow_decode
 from netmeta.decode.jsonlines import decode_lines, line_bounds
+from netmeta.decode.sequence import ExporterCount, SequenceTracker, netflow_counts, sflow_counts
 from netmeta.decode.templates import TemplateState
 from netmeta.enrich.community_id import add_community_id
 from netmeta.enrich.geoip import GeoIP
@@ -30,6 +33,8 @@ from netmeta.enrich.locality import Locality
 from netmeta.event import FIELDS, META_EXTRA, Failure, Origin, add_ip_keys, flatten
 from netmeta.normalize import goflow2
 from netmeta.normalize import netflow as netflow_normalize
+from netmeta.normalize import sflow as sflow_normalize
+from netmeta.normalize.exporters import Exporters
 from netmeta.route.streams import Router, Stream
 from netmeta.store.duckdb import Position
 from netmeta.store.partitions import EventFile, write_routed
@@ -57,7 +62,9 @@ class Job:
     oversized: tuple[tuple[int, bytes], ...] = ()
     end: int | None = None  # file position after this chunk (None: not tracked)
     forget: tuple[tuple[int, int], ...] = ()  # positions to delete once this is stored
-    datagrams: tuple[tuple[bytes, str], ...] = ()  # (payload, "exporter:port") for netflow
+    datagrams: tuple[tuple[bytes, str], ...] = ()  # (payload, "exporter:port"): UDP inputs
+    shard: int = 0  # UDP inputs: the ordered worker whose decoder state this exporter uses
+    received: float = 0.0  # UDP inputs: time.time() the datagrams arrived (0: now)
 
     @property
     def nbytes(self) -> int:
@@ -75,6 +82,7 @@ class Result:
     n_events: int = 0
     files: list[EventFile] = field(default_factory=list)  # written, not yet committed
     counts: dict[str, int] = field(default_factory=dict)  # events per stream in ``files``
+    exporters: list[ExporterCount] = field(default_factory=list)  # UDP inputs
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +98,9 @@ class EnrichSpec:
     max_line: int
     store_root: str | None = None  # workers write event files there (None: return events)
     streams: tuple[Stream, ...] = ()
+    # UDP inputs: renormalize by the sampling rate, rates per exporter, custom definitions
+    udp: dict[str, tuple[bool, tuple[tuple[str, int], ...]]] = field(default_factory=dict)
+    custom_definitions: tuple[str, ...] = ()
 
     @classmethod
     def from_config(cls, cfg: Config, store_root: str | None = None) -> EnrichSpec:
@@ -97,19 +108,30 @@ class EnrichSpec:
         return cls(g.city_db or None, g.asn_db or None, g.cache_size,
                    cfg.enrich.community_id.seed, tuple(cfg.enrich.internal_networks),
                    {name: _input_spec(i) for name, i in cfg.inputs.items()},
-                   cfg.pipeline.max_line, store_root, tuple(streams_of(cfg)))
+                   cfg.pipeline.max_line, store_root, tuple(streams_of(cfg)),
+                   {name: (_renormalize(i), tuple(i.sampling.rates.items()))
+                    for name, i in cfg.inputs.items() if i.udp},
+                   tuple(dict.fromkeys(p for i in cfg.inputs.values()
+                                       for p in i.custom_definitions)))
+
+
+def _renormalize(i: Input) -> bool:
+    """As Elastic does unless configured: sFlow samples stand for ``rate`` packets, NetFlow
+    and IPFIX counters are kept as the exporter sent them."""
+    return i.sampling.renormalize if i.sampling.renormalize is not None else i.type == "sflow"
 
 
 def _input_spec(i: Input) -> tuple[bool, bool, bool, tuple[str, ...], tuple[tuple[str, Any], ...]]:
-    return (i.enrich.geoip, i.enrich.community_id, i.enrich.locality, tuple(i.tags),
+    return (i.enrich.geoip, i.enrich.community_id, i.enrich.locality, tuple(i.tag_list),
             tuple(flatten(i.fields).items()))
 
 
 class Processor:
     """decode → normalize → enrich for one chunk; one per worker process."""
 
-    def __init__(self, spec: EnrichSpec) -> None:
+    def __init__(self, spec: EnrichSpec, shard: int = 0) -> None:
         self.spec = spec
+        self.shard = shard
         self.geoip = GeoIP(spec.city_db, spec.asn_db, spec.cache_size)
         self.locality = Locality(list(spec.internal_networks))
         self.router = Router(list(spec.streams))
@@ -119,6 +141,10 @@ class Processor:
         # a restart decodes data at once instead of waiting for templates to be resent
         self.templates = _load_templates(spec.store_root)
         self._templates_saved = (self.templates.changes, 0.0)
+        if spec.custom_definitions:  # before any template is compiled in this process
+            custom_fields.register(custom_fields.load_all(spec.custom_definitions))
+        self.exporters = {name: Exporters(dict(rates)) for name, (_, rates) in spec.udp.items()}
+        self.sequences = SequenceTracker()
 
     def __call__(self, job: Job) -> Result:
         fails: list[Failure] = [
@@ -126,9 +152,12 @@ class Processor:
                     " its first bytes are kept", first, job.origin.path, off)
             for off, first in job.oversized]
         table = None
+        result_exporters: list[ExporterCount] = []
         try:
             if job.format == "netflow":
-                table = self._netflow(job, fails)
+                table = self._netflow(job, fails, result_exporters)
+            elif job.format == "sflow":
+                table = self._sflow(job, fails, result_exporters)
             elif job.data:
                 table = self._lines(job, fails)
             if table is not None:
@@ -142,7 +171,8 @@ class Processor:
             o = job.origin
             position = Position(job.input, o.device, o.inode, o.path, job.end)
         n = table.num_rows if table is not None else 0
-        result = Result(job.input, table, fails, position, job.forget, job.nbytes, n)
+        result = Result(job.input, table, fails, position, job.forget, job.nbytes, n,
+                        exporters=result_exporters)
         if table is not None and self.spec.store_root is not None:
             # route and write here, in parallel; the writer only commits the files
             if self._con is None:
@@ -163,14 +193,29 @@ class Processor:
         return (out.events[0] if len(out.events) == 1
                 else pa.concat_tables(out.events, promote_options="default"))
 
-    def _netflow(self, job: Job, fails: list[Failure]) -> pa.Table | None:
-        """Datagrams of one exporter session, in order: templates live in this process."""
-        decoded = netflow_decode.decode_many(job.datagrams, self.templates, time.time())
+    def _netflow(self, job: Job, fails: list[Failure], counts: list[ExporterCount]
+                 ) -> pa.Table | None:
+        """Datagrams of this shard's exporters, in order: templates live in this process."""
+        decoded = netflow_decode.decode_many(job.datagrams, self.templates,
+                                             job.received or time.time())
         fails += netflow_normalize.failures(decoded, job.input, job.datagrams)
+        counts += netflow_counts(decoded, self.sequences)
         self._save_templates()
         loc = self.locality if self.spec.inputs.get(job.input, (1, 1, 1))[2] else None
-        table = netflow_normalize.normalize(decoded, job.input, loc)
+        renormalize, _ = self.spec.udp.get(job.input, (False, ()))
+        exporters = self.exporters.setdefault(job.input, Exporters())
+        table = netflow_normalize.normalize(decoded, job.input, loc, exporters, renormalize)
         return table if table.num_rows else None
+
+    def _sflow(self, job: Job, fails: list[Failure], counts: list[ExporterCount]
+               ) -> pa.Table | None:
+        decoded = sflow_decode.decode_many(job.datagrams)
+        counts += sflow_counts(decoded, self.sequences)
+        renormalize, rates = self.spec.udp.get(job.input, (True, ()))
+        table, failed = sflow_normalize.normalize(decoded, job.input, job.received or time.time(),
+                                                  renormalize, dict(rates))
+        fails += failed
+        return table
 
     def _save_templates(self) -> None:
         changes, at = self._templates_saved
@@ -178,7 +223,7 @@ class Processor:
         # at most once a second: exporters resend templates every few seconds anyway
         if self.spec.store_root is None or changes == self.templates.changes or now - at < 1:
             return
-        path = _templates_path(self.spec.store_root)
+        path = _templates_path(self.spec.store_root, self.shard)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         tmp.write_bytes(orjson.dumps(self.templates.to_dict()))
@@ -198,20 +243,29 @@ class Processor:
         return add_ip_keys(table)
 
 
-def _templates_path(root: str) -> Path:
-    return Path(root) / "state" / "netflow-templates.json"
+def _templates_path(root: str, shard: int = 0) -> Path:
+    """Each ordered worker saves the templates of its exporters in a file of its own."""
+    suffix = f"-{shard}" if shard else ""
+    return Path(root) / "state" / f"netflow-templates{suffix}.json"
 
 
 def _load_templates(root: str | None) -> TemplateState:
-    path = _templates_path(root) if root is not None else None
-    if path is None or not path.exists():
-        return TemplateState()
-    try:
-        return TemplateState.from_dict(orjson.loads(path.read_bytes()))
-    except (ValueError, KeyError, TypeError, orjson.JSONDecodeError) as e:
-        log.warning("NetFlow templates in %s not loaded (%s); waiting for exporters to "
-                    "resend them", path, e)
-        return TemplateState()
+    """The templates every worker saved: an exporter's next datagrams may go to another
+    worker when the number of workers changed."""
+    state = TemplateState()
+    if root is None:
+        return state
+    for path in sorted((Path(root) / "state").glob("netflow-templates*.json")):
+        try:
+            saved = TemplateState.from_dict(orjson.loads(path.read_bytes()))
+        except (ValueError, KeyError, TypeError, orjson.JSONDecodeError) as e:
+            log.warning("NetFlow templates in %s not loaded (%s); waiting for exporters to "
+                        "resend them", path, e)
+            continue
+        for key, template in saved.items():
+            if state.get(key) is None:
+                state.learn(key, template)
+    return state
 
 
 def _chunk_failed(job: Job, why: str) -> list[Failure]:
@@ -261,9 +315,9 @@ def _static(table: pa.Table, tags: tuple[str, ...], fields: tuple[tuple[str, Any
 _PROCESSOR: Processor | None = None
 
 
-def init_worker(spec: EnrichSpec, parent: int) -> None:
+def init_worker(spec: EnrichSpec, parent: int, shard: int = 0) -> None:
     global _PROCESSOR
-    _PROCESSOR = Processor(spec)
+    _PROCESSOR = Processor(spec, shard)
     threading.Thread(target=_exit_with_parent, args=(parent,), name="orphan-check",
                      daemon=True).start()
 

@@ -166,6 +166,7 @@ class Decoded:
     # (datagram index, message); index -1: a set held since an earlier call
     errors: list[tuple[int, str]] = field(default_factory=list)
     held: int = 0  # data sets of these datagrams held for their template
+    held_in: set[int] = field(default_factory=set)  # datagrams that had such sets
     dropped: list[HeldSet] = field(default_factory=list)  # held sets given up on
     templates: int = 0  # template records learned
     withdrawn: int = 0  # templates withdrawn
@@ -667,6 +668,7 @@ class Collector:
         template = self.state.get(key)
         if template is None:
             self.out.held += 1
+            self.out.held_in.add(self.index)
             self.out.dropped.extend(self.state.hold(key, body, self._headers[header_ref],
                                                     self.now))
             return

@@ -194,6 +194,37 @@ def _append(out: Normalized, rec: pa.Table, original: pa.Array, starts: np.ndarr
     n = rec.num_rows
     if n == 0:
         return
+    m = map_records(rec, original, raw_extra)
+    cols = m.columns
+    offsets = pc.add(pa.array(starts, pa.int64()), origin.offset)
+    cols.update(_file_columns(origin, offsets, n))
+    prefix = f"{origin.input}:{origin.device}:{origin.inode}:"
+    cols[META_ID] = pc.binary_join_element_wise(prefix, pc.cast(offsets, pa.string()), "")
+    cols[META_INPUT] = pa.repeat(pa.scalar(origin.input), n)
+    table = pa.table(cols)
+    if m.bad.any():
+        lines = original.to_pylist()
+        for i in np.flatnonzero(m.bad):
+            out.failures.append(Failure(origin.input, f"goflow2: {m.why[i]}", lines[i],
+                                        origin.path, origin.offset + int(starts[i])))
+        table = table.filter(pa.array(~m.bad))
+    out.events.append(table)
+
+
+@dataclass(slots=True)
+class Mapped:
+    columns: dict[str, pa.Array]  # ECS columns and META_EXTRA; no _id, _input or log.*
+    bad: np.ndarray  # rows whose addresses do not parse (failures in Elastic)
+    why: list[str | None]
+
+
+def map_records(rec: pa.Table, original: pa.Array | None, raw_extra: pa.Array | None = None,
+                more: dict[str, Any] | None = None) -> Mapped:
+    """Elastic's goflow2 pipeline over a table of GoFlow2 records (columns named and typed
+    as SCHEMA). ``original``: event.original per row (None: not set); ``raw_extra``: JSON
+    members of fields outside the schema; ``more``: extra members merged into the
+    event's JSON (``{"sflow": {...}}`` adds to sflow.*)."""
+    n = rec.num_rows
 
     def get(name: str) -> pa.Array | None:
         return blank_to_null(arr(rec.column(name))) if name in rec.column_names else None
@@ -246,8 +277,9 @@ def _append(out: Normalized, rec: pa.Table, original: pa.Array, starts: np.ndarr
         "event.kind": pa.repeat(pa.scalar("event"), n),
         "event.category": constant_list("network", n),
         "event.type": constant_list("connection", n),
-        "event.original": original,
     }
+    if original is not None:
+        cols["event.original"] = original
     if kind is not None:
         cols["event.action"] = kind
     if any_nf:
@@ -285,25 +317,15 @@ def _append(out: Normalized, rec: pa.Table, original: pa.Array, starts: np.ndarr
     if src is not None or dst is not None:
         cols["related.ip"] = list_of(*[c for c in (src, dst) if c is not None])
 
-    offsets = pc.add(pa.array(starts, pa.int64()), origin.offset)
-    cols.update(_file_columns(origin, offsets, n))
+    more = dict(more or {})
     cols[META_EXTRA] = json_object({
         "sflow": {"bytes": sf(nbytes), "sample_rate": sf(rate),
-                  "sequence_num": sf(num("sequence_num"))},
+                  "sequence_num": sf(num("sequence_num")), **more.pop("sflow", {})},
         "netflow": {"octet_delta_count": nf(nbytes), "packet_delta_count": nf(npackets),
                     "sampling_interval": nf(rate), "flow_sequence": nf(num("sequence_num"))},
         "source": {"address": list_of(src)} if src is not None else {},
         "destination": {"address": list_of(dst)} if dst is not None else {},
         "goflow2": Raw(_leftovers(rec, sf, raw_extra)),
+        **more,
     }, n)
-    prefix = f"{origin.input}:{origin.device}:{origin.inode}:"
-    cols[META_ID] = pc.binary_join_element_wise(prefix, pc.cast(offsets, pa.string()), "")
-    cols[META_INPUT] = pa.repeat(pa.scalar(origin.input), n)
-    table = pa.table(cols)
-    if bad.any():
-        lines = original.to_pylist()
-        for i in np.flatnonzero(bad):
-            out.failures.append(Failure(origin.input, f"goflow2: {why[i]}", lines[i],
-                                        origin.path, origin.offset + int(starts[i])))
-        table = table.filter(pa.array(~bad))
-    out.events.append(table)
+    return Mapped(cols, bad, why)

@@ -27,6 +27,7 @@ from netmeta.decode.templates import Batch, Decoded
 from netmeta.enrich.community_id import protocol_numbers
 from netmeta.enrich.locality import Locality, directions
 from netmeta.event import META_EXTRA, META_ID, META_INPUT, Failure, distinct_ip_keys
+from netmeta.normalize.exporters import Exporters
 
 ECS_VERSION = "8.11.0"  # set by the integration's pipeline
 # Elastic's input names only these protocols (convert.go IPProtocol); others are "unknown (N)"
@@ -405,11 +406,14 @@ def _network_type(c: _Cols, n: int) -> tuple[pa.Array, pa.Array]:
     return col, both
 
 
-def _flow_table(b: Batch, input_name: str, locality: Locality | None) -> pa.Table:
+def _flow_table(b: Batch, input_name: str, locality: Locality | None,
+                exporters: Exporters | None = None, renormalize: bool = False) -> pa.Table:
     head = _header_columns(b, input_name)
     c = _Cols(b.records)
     n = c.n
     cols = _flow_columns(b, head, locality)
+    if exporters is not None:
+        _exporter_facts(b, cols, exporters, renormalize)
     session = cols.pop("_session")
     flow_locality = cols.pop("_flow_locality", None)
     category = pa.ListArray.from_arrays(pa.array(np.arange(0, 2 * n + 1, 2, dtype=np.int32)),
@@ -450,6 +454,23 @@ def _flow_table(b: Batch, input_name: str, locality: Locality | None) -> pa.Tabl
     return pa.table({k: v for k, v in table.items() if v.null_count < n or k == META_EXTRA})
 
 
+def _exporter_facts(b: Batch, cols: dict[str, pa.Array], exporters: Exporters,
+                    renormalize: bool) -> None:
+    """Interface names and the sampling rate the exporter's options data gave."""
+    for column, side in (("ingress_interface", "ingress"), ("egress_interface", "egress")):
+        names = exporters.interface_names(b, column)
+        if names is not None:
+            cols[f"observer.{side}.interface.name"] = names
+    if not renormalize:
+        return
+    rate = exporters.rates(b)
+    if rate is None:
+        return
+    for k in ("network.bytes", "network.packets"):
+        if k in cols:
+            cols[k] = pc.multiply(cols[k], pc.fill_null(rate, 1))
+
+
 def _options_table(b: Batch, input_name: str) -> pa.Table:
     """Options records: netflow.scope.* (scope fields) and netflow.options.* (the rest)."""
     head = _header_columns(b, input_name)
@@ -480,12 +501,17 @@ def _options_table(b: Batch, input_name: str) -> pa.Table:
 
 # ---------------------------------------------------------------- public API
 
-def normalize(decoded: Decoded, input_name: str, locality: Locality | None = None
-              ) -> pa.Table:
+def normalize(decoded: Decoded, input_name: str, locality: Locality | None = None,
+              exporters: Exporters | None = None, renormalize: bool = False) -> pa.Table:
     """All data and options records of ``decoded`` as one event batch (flows first, in
     decoding order). ``locality``: the input's internal networks (Elastic's default is
-    ``Locality(["private"])``); None leaves locality and direction to the enricher."""
-    tables = [_flow_table(b, input_name, locality) for b in decoded.data if b.records.num_rows]
+    ``Locality(["private"])``); None leaves locality and direction to the enricher.
+    ``exporters``: what options data said (interface names, sampling rates), learnt from
+    this batch first; ``renormalize`` multiplies bytes and packets by the sampling rate."""
+    if exporters is not None:
+        exporters.learn(decoded)
+    tables = [_flow_table(b, input_name, locality, exporters, renormalize)
+              for b in decoded.data if b.records.num_rows]
     tables += [_options_table(b, input_name) for b in decoded.options if b.records.num_rows]
     if not tables:
         return pa.table({})
