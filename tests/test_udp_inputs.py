@@ -179,3 +179,21 @@ def test_input_defaults_and_errors(tmp_path: Path) -> None:
         cfg.write_text("inputs:\n" + body)
         with pytest.raises(ConfigError, match=re.escape(key)):
             load(cfg)
+
+
+def test_custom_definitions_from_the_input_config(tmp_path: Path) -> None:
+    from .conftest import PEER
+
+    beats = PEER / "netflow" / "beats"
+    cfg = tmp_path / "netmeta.yml"
+    cfg.write_text("inputs:\n  asa:\n    type: netflow\n    custom_definitions: ["
+                   f"{beats / 'fields' / 'netflow9_cisco_asa_custom.yaml'}]\n")
+    files = [beats / "dat" / "netflow9_test_cisco_asa_1_tpl.dat",
+             beats / "dat" / "netflow9_test_cisco_asa_1_data.dat"]
+    p = subprocess.run([NETMETA, "ingest", "--format", "netflow", "--input", "asa", "-c",
+                        str(cfg), "--stdout", "--exporter", "192.0.2.1:4444",
+                        *map(str, files)], check=True, capture_output=True)
+    docs = [orjson.loads(x) for x in p.stdout.splitlines()]
+    flows = [d for d in docs if d["event"]["action"] == "netflow_flow"]
+    assert flows and all("xlate_src_addr_ipv4" in d["netflow"] for d in flows)
+    assert all("field_40001" not in d["netflow"] for d in flows)
