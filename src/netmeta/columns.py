@@ -29,7 +29,13 @@ Tree = Mapping[str, Union[pa.Array, pa.ChunkedArray, Raw, "Tree"]]
 
 
 def arr(a: pa.Array | pa.ChunkedArray) -> pa.Array:
-    return a.combine_chunks() if isinstance(a, pa.ChunkedArray) else a
+    """One Array; a one-chunk column without a copy (combine_chunks always copies, and a
+    copy also loses the IP keys remembered for the column)."""
+    if isinstance(a, pa.ChunkedArray):
+        if a.num_chunks == 1:
+            return a.chunk(0)
+        return a.combine_chunks() if a.num_chunks else pa.array([], a.type)
+    return a
 
 
 def blank_to_null(a: pa.Array) -> pa.Array:
@@ -37,6 +43,9 @@ def blank_to_null(a: pa.Array) -> pa.Array:
     if pa.types.is_string(a.type) or pa.types.is_large_string(a.type):
         return pc.if_else(pc.equal(a, ""), pa.scalar(None, a.type), a)
     return a
+
+
+_NEEDS_ESCAPE = r'[\x00-\x1f"\\]'  # what a JSON string cannot hold as it is
 
 
 def json_values(a: pa.Array) -> pa.Array:
@@ -48,6 +57,8 @@ def json_values(a: pa.Array) -> pa.Array:
     if pa.types.is_boolean(t):
         return pc.if_else(a, "true", "false")
     if pa.types.is_string(t) or pa.types.is_large_string(t):
+        if not pc.any(pc.match_substring_regex(a, _NEEDS_ESCAPE)).as_py():
+            return pc.binary_join_element_wise('"', a, '"', "")  # nothing to escape
         enc = pc.dictionary_encode(a)
         uniq = pa.array([orjson.dumps(v).decode() for v in enc.dictionary.to_pylist()], pa.string())
         return uniq.take(enc.indices)

@@ -152,6 +152,7 @@ def _key_fast(text: str) -> bytes | None:
 # check, community id, locality, the stored key column): the last few are remembered. An
 # entry holds its array, so the buffer addresses that identify it cannot be reused.
 _KEY_MEMO: list[tuple[tuple[Any, ...], pa.Array, tuple[np.ndarray, np.ndarray]]] = []
+_KEY_MEMO_SIZE = 16
 
 
 def single_array(col: pa.Array | pa.ChunkedArray) -> pa.Array:
@@ -166,6 +167,55 @@ def _identity(a: pa.Array) -> tuple[Any, ...]:
             tuple(b.address if b is not None else 0 for b in a.buffers()))
 
 
+def remember_ip_keys(a: pa.Array, rows: np.ndarray, keys: np.ndarray) -> None:
+    """What :func:`distinct_ip_keys` would compute for ``a``, from a decoder that had the
+    addresses in binary form: later stages then never parse the text."""
+    _KEY_MEMO.append((_identity(a), a, (rows, keys)))
+    if len(_KEY_MEMO) > _KEY_MEMO_SIZE:
+        del _KEY_MEMO[0]
+
+
+def ipv4_keys(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, distinct keys) of IPv4 addresses given as (N, 4) network-order bytes."""
+    as_int = np.ascontiguousarray(raw).view(">u4").reshape(-1)
+    uniq, rows = np.unique(as_int, return_inverse=True)
+    keys = np.zeros((len(uniq), 16), np.uint8)
+    keys[:, 10:12] = 0xFF
+    keys[:, 12:] = uniq.astype(">u4").view(np.uint8).reshape(-1, 4)
+    return rows.reshape(-1).astype(np.int64), keys
+
+
+def _parse_keys(values: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """(parsed?, keys of the parsed ones) for distinct address texts. Dotted quads are
+    parsed by Arrow kernels over the whole array; the rest (IPv6, odd forms) one by one."""
+    n = len(values)
+    v4 = np.zeros(n, bool)
+    quads = np.zeros((0, 4), np.uint8)
+    if n:
+        parts = pc.split_pattern(values, ".", max_splits=4)
+        four = np.asarray(pc.fill_null(pc.equal(pc.list_value_length(parts), 4), False))
+        flat = pc.list_flatten(parts.filter(pa.array(four)))
+        digits = pc.fill_null(pc.match_substring_regex(flat, r"^(0|[1-9][0-9]{0,2})$"), False)
+        ok = np.asarray(digits).reshape(-1, 4).all(axis=1) if len(flat) else np.zeros(0, bool)
+        octets = pc.cast(pc.if_else(digits, flat, "0"), pa.uint16()).to_numpy()
+        ok &= (octets.reshape(-1, 4) <= 255).all(axis=1)
+        v4[np.flatnonzero(four)[ok]] = True
+        quads = octets.reshape(-1, 4)[ok].astype(np.uint8)
+    keys = np.zeros((n, 16), np.uint8)
+    keys[v4, 10:12] = 0xFF
+    keys[v4, 12:] = quads
+    good = v4.copy()
+    rest = np.flatnonzero(~v4)
+    if len(rest):
+        texts = values.take(pa.array(rest)).to_pylist()
+        for i, text in zip(rest.tolist(), texts, strict=True):
+            k = _key_fast(text) if text is not None else None
+            if k is not None:
+                keys[i] = np.frombuffer(k, np.uint8)
+                good[i] = True
+    return good, keys[good]
+
+
 def distinct_ip_keys(col: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
     """Row indices into a (U, 16) matrix of distinct IP keys, and that matrix.
 
@@ -177,15 +227,13 @@ def distinct_ip_keys(col: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.nd
         if key == ident:
             return result
     enc = pc.dictionary_encode(a if pa.types.is_string(a.type) else pc.cast(a, pa.string()))
-    parsed = [_key_fast(v) for v in enc.dictionary.to_pylist()]
-    good = np.fromiter((k is not None for k in parsed), bool, len(parsed))
-    keys = np.frombuffer(b"".join(k for k in parsed if k is not None), np.uint8).reshape(-1, 16)
+    good, keys = _parse_keys(enc.dictionary)
     # indices address only the parsable entries; the trailing -1 is what nulls pick up
     remap = np.append(np.where(good, np.cumsum(good) - 1, -1), -1)
     idx = pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
     result = (remap[idx], keys)
     _KEY_MEMO.append((ident, a, result))
-    if len(_KEY_MEMO) > 8:
+    if len(_KEY_MEMO) > _KEY_MEMO_SIZE:
         del _KEY_MEMO[0]
     return result
 

@@ -45,6 +45,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from netmeta.event import ipv4_keys, remember_ip_keys
+
 VARIABLE = 0xFFFF  # field length meaning "length prefix in each record" (RFC 7011 7.)
 REVERSE_PEN = 29305  # RFC 5103: the reverse direction of every IANA element
 V9_SCOPE = -1  # pseudo enterprise number of NetFlow v9 options scope field types
@@ -449,7 +451,10 @@ def _ipv4(values: np.ndarray) -> pa.Array:
         b = raw.tobytes()
         ntoa = socket.inet_ntoa
         return pa.array([ntoa(b[i:i + 4]) for i in range(0, len(b), 4)], pa.string())
-    return _joined(_OCTET_TEXT, raw, ".")
+    text = _joined(_OCTET_TEXT, raw, ".")
+    # the enrichers and the stored key column need the binary form: hand it over
+    remember_ip_keys(text, *ipv4_keys(raw.view(np.uint8).reshape(-1, 4)))
+    return text
 
 
 def _mac(values: np.ndarray) -> pa.Array:

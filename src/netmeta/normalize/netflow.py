@@ -140,11 +140,25 @@ def flow_ids(src: pa.Array, dst: pa.Array, src_v4: np.ndarray, dst_v4: np.ndarra
                 out[rows[~f]] = xxh64_rows(np.hstack([a, sp, b, dp, p])[~f])
             if f.any():
                 out[rows[f]] = xxh64_rows(np.hstack([b, dp, a, sp, p])[f])
-    digests = out.astype(">u8").view(np.uint8).reshape(-1, 8)
-    uniq, inverse = np.unique(digests, axis=0, return_inverse=True)
-    texts = pa.array([base64.urlsafe_b64encode(r.tobytes()).decode().rstrip("=")
-                      for r in uniq], pa.string())
-    return texts.take(pa.array(inverse.reshape(-1)))
+    return _base64url_u64(out)
+
+
+_B64URL = np.frombuffer(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_",
+                        np.uint8)
+
+
+def _base64url_u64(values: np.ndarray) -> pa.Array:
+    """Unpadded base64url of each 64-bit value's 8 big-endian bytes: 11 characters, the
+    first 10 six bits each and the last the remaining 4 bits shifted left by 2."""
+    n = len(values)
+    v = values.astype(np.uint64)
+    chars = np.empty((n, 11), np.uint8)
+    for i in range(10):
+        chars[:, i] = _B64URL[(v >> np.uint64(58 - 6 * i)) & np.uint64(63)]
+    chars[:, 10] = _B64URL[(v & np.uint64(15)) << np.uint64(2)]
+    offsets = np.arange(0, 11 * (n + 1), 11, dtype=np.int32)
+    return pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(offsets),
+                                                  pa.py_buffer(chars.tobytes())])
 
 
 # ---------------------------------------------------------------- value rendering
@@ -203,29 +217,36 @@ class _Cols:
 
 
 def _header_columns(b: Batch, input_name: str) -> dict[str, pa.Array]:
+    """Columns that come from the datagram headers: computed once per header (a batch has
+    a few hundred at most), then spread over the rows."""
     n = b.records.num_rows
-    exporter = pa.array(b.header_values("exporter").astype(str), pa.string())
-    secs = b.header_values("export_time").astype(np.int64)
-    nanos = b.header_values("export_nanos").astype(np.int64)
-    ts = pa.array(secs * 1_000_000 + nanos // 1000, pa.timestamp("us"))
-    uptime = pa.array([h.sys_uptime for h in b.headers], pa.int64()).take(pa.array(b.rows))
+    heads = b.headers
+    rows = pa.array(b.rows)
+    exporter_h = pa.array([h.exporter for h in heads], pa.string())
+    secs = np.array([h.export_time for h in heads], np.int64)
+    nanos = np.array([h.export_nanos for h in heads], np.int64)
+    ts_h = pa.array(secs * 1_000_000 + nanos // 1000, pa.timestamp("us"))
+    uptime = pa.array([h.sys_uptime for h in heads], pa.int64()).take(rows)
     # "ip:port" or "[v6]:port" → the address (convert.go extractIPFromIPPort)
-    ip = pc.replace_substring_regex(exporter, r"^\[?(.*?)\]?(:\d+)?$", r"\1")
-    seq = b.header_values("sequence").astype(np.int64)
-    ids = pc.binary_join_element_wise(
-        f"{input_name}:", exporter, ":", pa.array(b.header_values("domain").astype(str)), ":",
-        pa.array(secs.astype(str)), ":", pa.array(seq.astype(str)), ":",
-        pa.array(np.arange(n).astype(str)), "")
+    ip_h = pc.replace_substring_regex(exporter_h, r"^\[?(.*?)\]?(:\d+)?$", r"\1")
+    domain_h = pa.array([h.domain for h in heads], pa.int64())
+    # input:exporter:domain:export time:sequence:row, unique per record of a datagram
+    prefix_h = pa.array([f"{input_name}:{h.exporter}:{h.domain}:{h.export_time}:{h.sequence}:"
+                         for h in heads], pa.string())
+    ids = pc.binary_join_element_wise(prefix_h.take(rows),
+                                      pc.cast(pa.array(np.arange(n)), pa.string()), "")
+    exporter_json = json_object({
+        "address": exporter_h,
+        "source_id": domain_h,
+        "timestamp": _date_text(pc.cast(ts_h, pa.timestamp("ms"), safe=False)),
+        "uptime_millis": pc.fill_null(pa.array([h.sys_uptime for h in heads], pa.int64()),
+                                      0),  # IPFIX has none: Elastic shows 0
+        "version": pa.array([h.version for h in heads], pa.int64()),
+    }, len(heads))
     return {
-        "@timestamp": ts,
-        "observer.ip": list_of(ip),
-        "_exporter": json_object({
-            "address": exporter,
-            "source_id": pa.array(b.header_values("domain").astype(np.int64)),
-            "timestamp": _date_text(pc.cast(ts, pa.timestamp("ms"), safe=False)),
-            "uptime_millis": pc.fill_null(uptime, 0),  # IPFIX has none: Elastic shows 0
-            "version": pa.array(b.header_values("version").astype(np.int64)),
-        }, n),
+        "@timestamp": ts_h.take(rows),
+        "observer.ip": list_of(ip_h).take(rows),
+        "_exporter": exporter_json.take(rows),
         "_uptime": uptime,
         META_ID: ids,
         META_INPUT: pa.repeat(pa.scalar(input_name), n),

@@ -26,7 +26,7 @@ from netmeta.store.schema import EVENTS_DIR, column_types
 
 # Nearly unique per event: a dictionary would only cost time. String statistics are not
 # written either (min/max of free text prunes nothing); numbers, times and IP keys keep theirs.
-_UNIQUE = frozenset({"event.original", "_extra", "_id", "network.community_id"})
+_UNIQUE = frozenset({"event.original", "_extra", "_id", "network.community_id", "flow.id"})
 
 
 @dataclass(frozen=True, slots=True)
