@@ -9,6 +9,8 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from netmeta.decode.jsonlines import decode_lines
 from netmeta.decode.sflow import decode_many
@@ -139,3 +141,24 @@ def test_ids_are_unique_and_deterministic(path: Path) -> None:
     assert a is not None and b is not None
     ids = a.column("_id").to_pylist()
     assert ids == b.column("_id").to_pylist() and len(set(ids)) == len(ids)
+
+
+_FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+_WORD = st.sampled_from([0, 1, 2, 3, 4, 0xFFFFFFFF, 1001, 1002, 1003]) | st.integers(0, 2**32 - 1)
+
+
+@_FUZZ
+@given(st.lists(st.tuples(st.integers(0, 40), _WORD), min_size=1, max_size=4))
+def test_fuzz_normalize_never_raises(changes: list[tuple[int, int]]) -> None:
+    """Lying words in a rich datagram: the normalizer takes whatever the decoder gives."""
+    from .test_decode_sflow import RICH
+
+    data = bytearray(RICH)
+    for word, value in changes:
+        if word * 4 + 4 <= len(data):
+            data[word * 4:word * 4 + 4] = value.to_bytes(4, "big")
+    table, fails = sflow.normalize(decode_many([(bytes(data), "192.0.2.1:6343")]), "s", 0.0)
+    if table is not None:
+        assert table.num_rows > 0
+        to_documents(table)
+    assert all(f.message.startswith("sflow: ") for f in fails)
