@@ -27,6 +27,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/geoip.py
 	$(BIN)/python bench/netflow_decode.py
 	$(BIN)/python bench/sflow_decode.py
+	command -v nfcapd >/dev/null || apt-get install -y nfdump || echo "no nfdump: netflow_udp.py skips nfcapd"
+	$(BIN)/python bench/netflow_udp.py
 
 clean:
 	rm -rf $(VENV) data build *.egg-info

@@ -197,3 +197,43 @@ def test_custom_definitions_from_the_input_config(tmp_path: Path) -> None:
     flows = [d for d in docs if d["event"]["action"] == "netflow_flow"]
     assert flows and all("xlate_src_addr_ipv4" in d["netflow"] for d in flows)
     assert all("field_40001" not in d["netflow"] for d in flows)
+
+
+def test_udp_source_holds_datagrams_while_the_pipeline_is_full(tmp_path: Path) -> None:
+    """A full queue makes datagrams wait (jobs grow); only beyond MAX_PENDING bytes are the
+    oldest dropped, and counted."""
+    import threading
+
+    import pyarrow as pa
+
+    from netmeta import metrics
+    from netmeta.config import Input
+    from netmeta.pipeline import Pipeline, UdpSource
+    from netmeta.sources.udp import Datagrams
+
+    cfg = load(None, data_dir=str(tmp_path / "data"))
+    cfg.pipeline.workers = 0
+    cfg.inputs["sf"] = Input(type="sflow", listen="127.0.0.1", port=0)
+    out: list[pa.Table] = []
+    pipeline = Pipeline(cfg, None, out.append)
+    src = UdpSource("sf", cfg.inputs["sf"], pipeline, threading.Event())
+    src.MAX_PENDING = 3000  # bytes, for the test
+    full = True
+    real = pipeline.try_submit
+    pipeline.try_submit = lambda job: False if full else real(job)  # type: ignore[method-assign]
+    before = metrics.dropped.labels("sf", "queue_full")._value.get()
+    one = _sflow_datagram(1)
+    for seq in range(1, 41):
+        src.deliver(Datagrams([_sflow_datagram(seq)], [("10.9.9.9", 6343)], 1.0, len(one)))
+    src.flush(10**9)  # long past FLUSH_AGE: everything is due, the queue still full
+    assert src._pending_bytes <= src.MAX_PENDING
+    dropped = metrics.dropped.labels("sf", "queue_full")._value.get() - before
+    kept = sum(len(d) for d, *_ in src._pending.values())
+    assert dropped > 0 and kept > 0 and dropped + kept == 40
+    full = False
+    src.flush(10**9)
+    assert src._pending == {}
+    pipeline.close()
+    src.close()
+    rows = sum(t.num_rows for t in out)
+    assert rows == 2 * kept  # a flow and a counter sample per datagram

@@ -368,9 +368,18 @@ class TailSource(_InputThread):
 
 
 class UdpSource(_InputThread):
-    """Receives an input's export datagrams and feeds the pipeline until stopped; a full
-    pipeline drops (and counts) a batch rather than stall the socket. Each batch is split
-    by exporter over the pipeline's ordered workers."""
+    """Receives an input's export datagrams and feeds the pipeline until stopped.
+
+    Datagrams wait here, per ordered worker (exporter affinity), until there are
+    ``FLUSH_DATAGRAMS`` of them or the oldest is ``FLUSH_AGE`` old: a job has a fixed cost
+    (an event file is written and fsynced), so jobs grow with the load instead of the load
+    drowning in small jobs. While the pipeline's queue is full they keep waiting, up to
+    ``MAX_PENDING`` bytes; beyond that the oldest are dropped and counted (reason
+    ``queue_full``), since a stalled socket would lose more, silently, in the kernel."""
+
+    FLUSH_DATAGRAMS = 4096
+    FLUSH_AGE = 0.5  # seconds
+    MAX_PENDING = 256 << 20  # bytes
 
     def __init__(self, name: str, inp: Input, pipeline: Pipeline,
                  stop: threading.Event) -> None:
@@ -381,29 +390,60 @@ class UdpSource(_InputThread):
         if warning:
             log.warning("input %s: %s", name, warning)
         self._kernel_checked = 0.0
+        # per shard: (datagrams, bytes, monotonic time of the oldest, time.time() of it)
+        self._pending: dict[int, tuple[list[tuple[bytes, str]], int, float, float]] = {}
+        self._pending_bytes = 0
 
     def deliver(self, batch: Datagrams) -> bool:
-        n = len(batch.payloads)
-        metrics.received_datagrams.labels(self.input_name).inc(n)
-        shards: dict[int, list[tuple[bytes, str]]] = {}
+        now = time.monotonic()
+        if batch.payloads:
+            metrics.received_datagrams.labels(self.input_name).inc(len(batch.payloads))
         for p, (h, port) in zip(batch.payloads, batch.peers, strict=True):
             peer = f"[{h}]:{port}" if ":" in h else f"{h}:{port}"
-            shards.setdefault(self.pipeline.shard_of(peer), []).append((p, peer))
-        taken = True
-        for shard, datagrams in shards.items():
-            job = Job(self.input_name, self.format, Origin(self.input_name), b"",
-                      datagrams=tuple(datagrams), shard=shard, received=batch.received)
-            if not self.pipeline.try_submit(job):
-                taken = False
-                metrics.dropped.labels(self.input_name, "queue_full").inc(len(datagrams))
-        now = time.monotonic()
+            shard = self.pipeline.shard_of(peer)
+            entry = self._pending.get(shard)
+            if entry is None:
+                entry = self._pending[shard] = ([], 0, now, batch.received or time.time())
+            entry[0].append((p, peer))
+            self._pending[shard] = (entry[0], entry[1] + len(p), entry[2], entry[3])
+            self._pending_bytes += len(p)
+        self.flush(now)
         if now - self._kernel_checked > 1.0:  # /proc is read at most once a second
             self._kernel_checked = now
             metrics.kernel_drops.labels(self.input_name).set(self.listener.kernel_drops())
-        return taken
+        return True
+
+    def flush(self, now: float, force: bool = False) -> None:
+        for shard, (datagrams, nbytes, since, received) in list(self._pending.items()):
+            if not force and len(datagrams) < self.FLUSH_DATAGRAMS and \
+                    now - since < self.FLUSH_AGE:
+                continue
+            job = Job(self.input_name, self.format, Origin(self.input_name), b"",
+                      datagrams=tuple(datagrams), shard=shard, received=received)
+            if not self.pipeline.try_submit(job):
+                break  # the queue is full: the rest waits too
+            del self._pending[shard]
+            self._pending_bytes -= nbytes
+        while self._pending_bytes > self.MAX_PENDING:
+            shard = min(self._pending, key=lambda k: self._pending[k][2])
+            datagrams, nbytes, _, _ = self._pending.pop(shard)
+            self._pending_bytes -= nbytes
+            metrics.dropped.labels(self.input_name, "queue_full").inc(len(datagrams))
+            log.warning("input %s: pipeline behind, %d datagrams dropped", self.input_name,
+                        len(datagrams))
 
     def loop(self) -> None:
-        self.listener.run(self.deliver, self.stop)
+        self.listener.run(self.deliver, self.stop, idle=lambda: self.flush(time.monotonic()))
+        self._drain()
+
+    def _drain(self) -> None:
+        """At stop: what was received is handed over (blocking), not lost."""
+        for shard, (datagrams, _, _, received) in list(self._pending.items()):
+            self.pipeline.submit(Job(self.input_name, self.format, Origin(self.input_name),
+                                     b"", datagrams=tuple(datagrams), shard=shard,
+                                     received=received))
+        self._pending.clear()
+        self._pending_bytes = 0
 
     def close(self) -> None:
         self.listener.close()

@@ -75,9 +75,11 @@ class UdpListener:
                 f"bytes, {self.rcvbuf_wanted} wanted (capped by net.core.rmem_max); bursts "
                 f"may be lost: raise it with `sysctl -w net.core.rmem_max={self.rcvbuf_wanted}`")
 
-    def run(self, deliver: Callable[[Datagrams], bool], stop: threading.Event) -> None:
+    def run(self, deliver: Callable[[Datagrams], bool], stop: threading.Event,
+            idle: Callable[[], None] | None = None) -> None:
         """Receive until ``stop`` is set. ``deliver`` returns False when it cannot take the
-        batch (queue full): the batch is then counted as dropped."""
+        batch (queue full): the batch is then counted as dropped. ``idle`` is called when
+        nothing arrived for ``max_wait`` seconds."""
         buf = bytearray(MAX_DATAGRAM)
         view = memoryview(buf)
         recv = self.sock.recvfrom_into
@@ -102,6 +104,8 @@ class UdpListener:
                 if time.monotonic() >= deadline:
                     break
             if not out.payloads:
+                if idle is not None:
+                    idle()
                 continue
             c = self.counters
             c.datagrams += len(out.payloads)
