@@ -94,6 +94,7 @@ def test_serve_receives_netflow_over_udp(tmp_path: Path) -> None:
         metrics = serve.get("/metrics")
         assert 'netmeta_input_datagrams_total{input="nf"} 2.0' in metrics
         assert 'netmeta_udp_kernel_drops{input="nf"}' in metrics
+        assert "netmeta_udp_rcvbuf_errors " in metrics
         assert 'netmeta_stream_events_stored_total{stream="nf"} 8.0' in metrics
 
 

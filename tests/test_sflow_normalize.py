@@ -162,3 +162,15 @@ def test_fuzz_normalize_never_raises(changes: list[tuple[int, int]]) -> None:
         assert table.num_rows > 0
         to_documents(table)
     assert all(f.message.startswith("sflow: ") for f in fails)
+
+
+def test_each_sample_gets_its_datagrams_arrival_time() -> None:
+    lines = complete_lines()[:3]
+    decoded = decode_many([(encode(x), "192.0.2.1:6343") for x in lines])
+    times = [1722384059.0, 1722384060.5, 1722384061.25]
+    table, _ = sflow.normalize(decoded, "s", times)
+    assert table is not None
+    docs = to_documents(table)
+    assert [d["@timestamp"] for d in docs] == [
+        "2024-07-31T00:00:59.000Z", "2024-07-31T00:01:00.500Z", "2024-07-31T00:01:01.250Z"]
+    assert docs[1]["goflow2"]["time_received_ns"] == 1722384060_500000000

@@ -28,6 +28,9 @@ received_datagrams = Counter("netmeta_input_datagrams", "UDP datagrams an input 
 kernel_drops = Gauge("netmeta_udp_kernel_drops", "Datagrams the kernel dropped for an input's "
                      "socket (receive buffer full), from /proc/net/udp", ["input"],
                      registry=REGISTRY)
+rcvbuf_errors = Gauge("netmeta_udp_rcvbuf_errors", "Host-wide UDP datagrams dropped for a full "
+                      "receive buffer (RcvbufErrors of /proc/net/snmp and snmp6)",
+                      registry=REGISTRY)
 truncations = Counter("netmeta_file_truncations", "Tailed files seen truncated", ["input"],
                       registry=REGISTRY)
 

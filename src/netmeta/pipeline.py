@@ -33,7 +33,7 @@ from netmeta.event import Failure, Origin, failures_table, to_documents
 from netmeta.normalize.exporters import exporter_ip
 from netmeta.sources.files import Chunk, Tailer
 from netmeta.sources.pcap import udp_datagrams
-from netmeta.sources.udp import Datagrams, UdpListener
+from netmeta.sources.udp import Datagrams, UdpListener, rcvbuf_errors
 from netmeta.store.duckdb import IndexSet, Position, Store
 from netmeta.store.partitions import EventFile
 from netmeta.worker import (
@@ -390,58 +390,71 @@ class UdpSource(_InputThread):
         if warning:
             log.warning("input %s: %s", name, warning)
         self._kernel_checked = 0.0
-        # per shard: (datagrams, bytes, monotonic time of the oldest, time.time() of it)
-        self._pending: dict[int, tuple[list[tuple[bytes, str]], int, float, float]] = {}
+        # per shard: datagrams, when each arrived (time.time()), their bytes, and the
+        # monotonic time of the oldest
+        self._pending: dict[int, tuple[list[tuple[bytes, str]], list[float], int, float]] = {}
         self._pending_bytes = 0
 
     def deliver(self, batch: Datagrams) -> bool:
         now = time.monotonic()
         if batch.payloads:
             metrics.received_datagrams.labels(self.input_name).inc(len(batch.payloads))
+        received = batch.received or time.time()
         for p, (h, port) in zip(batch.payloads, batch.peers, strict=True):
             peer = f"[{h}]:{port}" if ":" in h else f"{h}:{port}"
             shard = self.pipeline.shard_of(peer)
             entry = self._pending.get(shard)
             if entry is None:
-                entry = self._pending[shard] = ([], 0, now, batch.received or time.time())
+                entry = self._pending[shard] = ([], [], 0, now)
             entry[0].append((p, peer))
-            self._pending[shard] = (entry[0], entry[1] + len(p), entry[2], entry[3])
+            entry[1].append(received)
+            self._pending[shard] = (entry[0], entry[1], entry[2] + len(p), entry[3])
             self._pending_bytes += len(p)
         self.flush(now)
+        self._kernel_counters(now)
+        return True
+
+    def _kernel_counters(self, now: float) -> None:
         if now - self._kernel_checked > 1.0:  # /proc is read at most once a second
             self._kernel_checked = now
             metrics.kernel_drops.labels(self.input_name).set(self.listener.kernel_drops())
-        return True
+            metrics.rcvbuf_errors.set(rcvbuf_errors())
+
+    def idle(self) -> None:
+        now = time.monotonic()
+        self.flush(now)
+        self._kernel_counters(now)
 
     def flush(self, now: float, force: bool = False) -> None:
-        for shard, (datagrams, nbytes, since, received) in list(self._pending.items()):
+        for shard, (datagrams, times, nbytes, since) in list(self._pending.items()):
             if not force and len(datagrams) < self.FLUSH_DATAGRAMS and \
                     now - since < self.FLUSH_AGE:
                 continue
             job = Job(self.input_name, self.format, Origin(self.input_name), b"",
-                      datagrams=tuple(datagrams), shard=shard, received=received)
+                      datagrams=tuple(datagrams), shard=shard, received=times[0],
+                      times=tuple(times))
             if not self.pipeline.try_submit(job):
                 break  # the queue is full: the rest waits too
             del self._pending[shard]
             self._pending_bytes -= nbytes
         while self._pending_bytes > self.MAX_PENDING:
-            shard = min(self._pending, key=lambda k: self._pending[k][2])
-            datagrams, nbytes, _, _ = self._pending.pop(shard)
+            shard = min(self._pending, key=lambda k: self._pending[k][3])
+            datagrams, _, nbytes, _ = self._pending.pop(shard)
             self._pending_bytes -= nbytes
             metrics.dropped.labels(self.input_name, "queue_full").inc(len(datagrams))
             log.warning("input %s: pipeline behind, %d datagrams dropped", self.input_name,
                         len(datagrams))
 
     def loop(self) -> None:
-        self.listener.run(self.deliver, self.stop, idle=lambda: self.flush(time.monotonic()))
+        self.listener.run(self.deliver, self.stop, idle=self.idle)
         self._drain()
 
     def _drain(self) -> None:
         """At stop: what was received is handed over (blocking), not lost."""
-        for shard, (datagrams, _, _, received) in list(self._pending.items()):
+        for shard, (datagrams, times, _, _) in list(self._pending.items()):
             self.pipeline.submit(Job(self.input_name, self.format, Origin(self.input_name),
                                      b"", datagrams=tuple(datagrams), shard=shard,
-                                     received=received))
+                                     received=times[0], times=tuple(times)))
         self._pending.clear()
         self._pending_bytes = 0
 

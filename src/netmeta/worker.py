@@ -64,7 +64,8 @@ class Job:
     forget: tuple[tuple[int, int], ...] = ()  # positions to delete once this is stored
     datagrams: tuple[tuple[bytes, str], ...] = ()  # (payload, "exporter:port"): UDP inputs
     shard: int = 0  # UDP inputs: the ordered worker whose decoder state this exporter uses
-    received: float = 0.0  # UDP inputs: time.time() the datagrams arrived (0: now)
+    received: float = 0.0  # UDP inputs: time.time() the first datagram arrived (0: now)
+    times: tuple[float, ...] = ()  # UDP inputs: time.time() each datagram arrived
 
     @property
     def nbytes(self) -> int:
@@ -212,8 +213,9 @@ class Processor:
         decoded = sflow_decode.decode_many(job.datagrams)
         counts += sflow_counts(decoded, self.sequences)
         renormalize, rates = self.spec.udp.get(job.input, (True, ()))
-        table, failed = sflow_normalize.normalize(decoded, job.input, job.received or time.time(),
-                                                  renormalize, dict(rates))
+        received = job.times or job.received or time.time()
+        table, failed = sflow_normalize.normalize(decoded, job.input, received, renormalize,
+                                                  dict(rates))
         fails += failed
         return table
 

@@ -15,6 +15,7 @@ sflow_counters``, the interface in ``observer.ingress.interface.id`` and the cou
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -81,17 +82,30 @@ def _network(addr: pa.Array, mask: pa.Array) -> pa.Array:
     return pc.take(pa.array(rendered, pa.string()), pc.index_in(keys, distinct))
 
 
-def goflow2_records(decoded: Decoded, received: float, rates: dict[str, int] | None = None
-                    ) -> pa.Table:
+Received = float | Sequence[float]  # when: for the whole batch, or per datagram
+
+
+def _received_us(received: Received, datagram: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """Arrival time (µs since 1970, via µs: a float of seconds has no exact ns) of each
+    sample's datagram."""
+    if isinstance(received, float | int):
+        return pa.repeat(pa.scalar(round(received * 1e6), pa.int64()), len(datagram))
+    per = np.round(np.asarray(received, np.float64) * 1e6).astype(np.int64)
+    index = np.asarray(datagram.to_numpy(), np.int64)
+    return pa.array(per[index], pa.int64())
+
+
+def goflow2_records(decoded: Decoded, received: Received,
+                    rates: dict[str, int] | None = None) -> pa.Table:
     """The flow samples as GoFlow2 records (goflow2.SCHEMA names and types); ``rates``:
     sampling rates per agent address that replace what the agent said."""
     f = decoded.flows
     n = f.num_rows
-    ns = round(received * 1e6) * 1000  # via µs: a float of seconds has no exact ns
+    ns = pc.multiply(_received_us(received, f.column("datagram")), 1000)
     cols: dict[str, pa.Array] = {
         "type": pa.repeat(pa.scalar("SFLOW_5"), n),
-        "time_received_ns": pa.repeat(pa.scalar(ns, pa.int64()), n),
-        "time_flow_start_ns": pa.repeat(pa.scalar(ns, pa.int64()), n),
+        "time_received_ns": ns,
+        "time_flow_start_ns": ns,
     }
     for name in _SAME:
         cols[name] = _int64(f.column(name))
@@ -114,7 +128,7 @@ def goflow2_records(decoded: Decoded, received: float, rates: dict[str, int] | N
 
 
 def _ids(input_name: str, decoded: Decoded, table: pa.Table, kind: str,
-         received: float) -> pa.Array:
+         received: Received) -> pa.Array:
     """Deterministic event ids: agent, sub agent, datagram sequence, sample index."""
     dg = decoded.datagrams
     rows = pa.array(np.searchsorted(dg.column("datagram").to_numpy(),
@@ -122,12 +136,14 @@ def _ids(input_name: str, decoded: Decoded, table: pa.Table, kind: str,
     sub = pc.cast(pc.take(dg.column("sub_agent_id"), rows), pa.string())
     seq = pc.cast(table.column("sequence_num"), pa.string())
     index = pa.array(np.arange(table.num_rows).astype(str))
+    secs = pc.cast(pc.divide(_received_us(received, table.column("datagram")), 1_000_000),
+                   pa.string())
     return pc.binary_join_element_wise(
         f"{input_name}:sflow:", table.column("sampler_address"), ":", sub, ":", seq, ":",
-        f"{int(received)}:{kind}", index, "")
+        secs, ":", kind, index, "")
 
 
-def flows(decoded: Decoded, input_name: str, received: float, renormalize: bool = True,
+def flows(decoded: Decoded, input_name: str, received: Received, renormalize: bool = True,
           rates: dict[str, int] | None = None) -> goflow2.Mapped | None:
     f = decoded.flows
     if f.num_rows == 0:
@@ -144,12 +160,12 @@ def flows(decoded: Decoded, input_name: str, received: float, renormalize: bool 
     return m
 
 
-def counters(decoded: Decoded, input_name: str, received: float) -> pa.Table | None:
+def counters(decoded: Decoded, input_name: str, received: Received) -> pa.Table | None:
     c = decoded.counters
     n = c.num_rows
     if n == 0:
         return None
-    at = pa.repeat(pa.scalar(round(received * 1e6), pa.int64()), n).cast(pa.timestamp("us"))
+    at = _received_us(received, c.column("datagram")).cast(pa.timestamp("us"))
     if_index = c.column("if_index").combine_chunks()
     fmt = pc.binary_join_element_wise(pc.cast(c.column("enterprise"), pa.string()),
                                       pc.cast(c.column("format"), pa.string()), "/")
@@ -186,7 +202,7 @@ def counters(decoded: Decoded, input_name: str, received: float) -> pa.Table | N
     return pa.table({k: v for k, v in cols.items() if v.null_count < n})
 
 
-def normalize(decoded: Decoded, input_name: str, received: float, renormalize: bool = True,
+def normalize(decoded: Decoded, input_name: str, received: Received, renormalize: bool = True,
               rates: dict[str, int] | None = None) -> tuple[pa.Table | None, list[Failure]]:
     """Flow and counter samples of a decoded batch as events (flows first), and failures:
     samples that broke their structure and flows whose addresses do not parse.
