@@ -218,6 +218,7 @@ def test_udp_source_holds_datagrams_while_the_pipeline_is_full(tmp_path: Path) -
     pipeline = Pipeline(cfg, None, out.append)
     src = UdpSource("sf", cfg.inputs["sf"], pipeline, threading.Event())
     src.MAX_PENDING = 3000  # bytes, for the test
+    src.MAX_JOB = 5  # datagrams
     full = True
     real = pipeline.try_submit
     pipeline.try_submit = lambda job: False if full else real(job)  # type: ignore[method-assign]
@@ -232,7 +233,7 @@ def test_udp_source_holds_datagrams_while_the_pipeline_is_full(tmp_path: Path) -
     assert dropped > 0 and kept > 0 and dropped + kept == 40
     full = False
     src.flush(10**9)
-    assert src._pending == {}
+    assert src._pending == {} and src._pending_bytes == 0
     pipeline.close()
     src.close()
     rows = sum(t.num_rows for t in out)

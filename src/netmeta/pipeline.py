@@ -249,7 +249,8 @@ class Pipeline:
             if table is not None:  # events that were not written by a worker
                 for stream, n in self.store.append(table).items():
                     counts[stream] = counts.get(stream, 0) + n
-            self.store.commit(files, failures, positions, forget)
+            self.store.commit(files, failures, positions, forget,
+                              busy=not self.futures.empty())
         for stream, n in counts.items():
             metrics.stored.labels(stream).inc(n)
         with self.stats.lock:
@@ -379,6 +380,7 @@ class UdpSource(_InputThread):
 
     FLUSH_DATAGRAMS = 4096
     FLUSH_AGE = 0.5  # seconds
+    MAX_JOB = 16384  # datagrams per job at most (a backlog is handed over in pieces)
     MAX_PENDING = 256 << 20  # bytes
 
     def __init__(self, name: str, inp: Input, pipeline: Pipeline,
@@ -426,24 +428,39 @@ class UdpSource(_InputThread):
         self._kernel_counters(now)
 
     def flush(self, now: float, force: bool = False) -> None:
-        for shard, (datagrams, times, nbytes, since) in list(self._pending.items()):
-            if not force and len(datagrams) < self.FLUSH_DATAGRAMS and \
-                    now - since < self.FLUSH_AGE:
-                continue
-            job = Job(self.input_name, self.format, Origin(self.input_name), b"",
-                      datagrams=tuple(datagrams), shard=shard, received=times[0],
-                      times=tuple(times))
-            if not self.pipeline.try_submit(job):
-                break  # the queue is full: the rest waits too
-            del self._pending[shard]
-            self._pending_bytes -= nbytes
+        """Hand over what is due, in jobs of at most MAX_JOB datagrams; stop at the first
+        job the queue refuses. Beyond MAX_PENDING bytes, the oldest are dropped."""
+        full = False
+        for shard in list(self._pending):
+            while not full and shard in self._pending:
+                datagrams, times, nbytes, since = self._pending[shard]
+                if not force and len(datagrams) < self.FLUSH_DATAGRAMS and \
+                        now - since < self.FLUSH_AGE:
+                    break
+                k = self.MAX_JOB
+                job = Job(self.input_name, self.format, Origin(self.input_name), b"",
+                          datagrams=tuple(datagrams[:k]), shard=shard, received=times[0],
+                          times=tuple(times[:k]))
+                if not self.pipeline.try_submit(job):
+                    full = True  # the rest waits too
+                    break
+                self._take(shard, k)
         while self._pending_bytes > self.MAX_PENDING:
             shard = min(self._pending, key=lambda k: self._pending[k][3])
-            datagrams, _, nbytes, _ = self._pending.pop(shard)
-            self._pending_bytes -= nbytes
-            metrics.dropped.labels(self.input_name, "queue_full").inc(len(datagrams))
-            log.warning("input %s: pipeline behind, %d datagrams dropped", self.input_name,
-                        len(datagrams))
+            n = self._take(shard, self.MAX_JOB)
+            metrics.dropped.labels(self.input_name, "queue_full").inc(n)
+            log.warning("input %s: pipeline behind, %d datagrams dropped", self.input_name, n)
+
+    def _take(self, shard: int, k: int) -> int:
+        """Forget the first ``k`` datagrams waiting for ``shard``; returns how many."""
+        datagrams, times, nbytes, since = self._pending[shard]
+        gone = sum(len(p) for p, _ in datagrams[:k])
+        self._pending_bytes -= gone
+        if len(datagrams) <= k:
+            del self._pending[shard]
+            return len(datagrams)
+        self._pending[shard] = (datagrams[k:], times[k:], nbytes - gone, since)
+        return k
 
     def loop(self) -> None:
         self.listener.run(self.deliver, self.stop, idle=self.idle)
@@ -451,12 +468,15 @@ class UdpSource(_InputThread):
 
     def _drain(self) -> None:
         """At stop: what was received is handed over (blocking), not lost."""
-        for shard, (datagrams, times, _, _) in list(self._pending.items()):
-            self.pipeline.submit(Job(self.input_name, self.format, Origin(self.input_name),
-                                     b"", datagrams=tuple(datagrams), shard=shard,
-                                     received=times[0], times=tuple(times)))
-        self._pending.clear()
-        self._pending_bytes = 0
+        for shard in list(self._pending):
+            while shard in self._pending:
+                datagrams, times, _, _ = self._pending[shard]
+                k = self.MAX_JOB
+                self.pipeline.submit(Job(self.input_name, self.format,
+                                         Origin(self.input_name), b"",
+                                         datagrams=tuple(datagrams[:k]), shard=shard,
+                                         received=times[0], times=tuple(times[:k])))
+                self._take(shard, k)
 
     def close(self) -> None:
         self.listener.close()

@@ -27,6 +27,7 @@ from netmeta.decode import sflow, templates
 MOD = 1 << 32
 HALF = 1 << 31
 REORDER_WINDOW = 1 << 16  # counts behind the expected value still taken as reordering
+MAX_STREAMS = 1 << 16  # exporter streams followed; the oldest is forgotten beyond
 MAX_GAP = 1 << 24  # counts ahead beyond this are a reset, not a loss of 16 M records
 
 
@@ -62,6 +63,8 @@ class SequenceTracker:
         seq %= MOD
         s = self.streams.get(key)
         if s is None:
+            if len(self.streams) >= MAX_STREAMS:  # spoofed sources must not grow it forever
+                del self.streams[next(iter(self.streams))]
             self.streams[key] = Stream(_next(seq, advance), uptime_ms, advance or 0)
             return Observation()
         s.received += advance or 0

@@ -30,6 +30,7 @@ _INTERFACE_SCOPES = ("scope_interface", "ingress_interface", "egress_interface",
                      "interface")
 _NAME_FIELDS = ("interface_name", "interface_description")
 V5_INTERVAL_MASK = 0x3FFF  # v5 header: 2 bits of mode, 14 bits of interval
+MAX_EXPORTERS = 65536  # sampling rates kept (spoofed sources cannot grow it unbounded)
 MAX_INTERFACES = 65536  # names kept in all (an exporter's options cannot grow it unbounded)
 
 
@@ -54,7 +55,7 @@ class Exporters:
             rate = next((cols[k] for k in _RATE_FIELDS if k in cols), None)
             if rate is not None:
                 for ip, r in zip(ips, rate, strict=True):
-                    if r:
+                    if r and (len(self.sampling) < MAX_EXPORTERS or ip in self.sampling):
                         self.sampling[ip] = int(r)
                         learned += 1
             scope = next((cols[k] for k in _INTERFACE_SCOPES if k in cols), None)

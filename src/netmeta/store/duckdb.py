@@ -42,6 +42,7 @@ from netmeta.store.schema import (
 
 DB_FILE = "netmeta.duckdb"
 COMPACT_AT = 32  # files of one size tier in a partition before they are merged
+BUSY_FACTOR = 8  # while ingest is behind, tiers may grow to this many times COMPACT_AT
 MERGE_BELOW = 1_000_000  # rows: files smaller than this are merged
 
 
@@ -168,8 +169,11 @@ class Store:
 
     def commit(self, written: Sequence[EventFile], failures: pa.Table | None = None,
                positions: Sequence[Position] = (),
-               forget: Sequence[tuple[str, int, int]] = ()) -> None:
-        """Record already written event files with failures and positions, atomically."""
+               forget: Sequence[tuple[str, int, int]] = (), busy: bool = False) -> None:
+        """Record already written event files with failures and positions, atomically.
+        ``busy``: more is waiting to be stored, so small files are merged only once a
+        tier holds BUSY_FACTOR times COMPACT_AT of them (merging competes with ingest for
+        the same cores; the file count stays bounded all the same)."""
         with self._lock:
             try:
                 self._commit(written, failures, positions, forget)
@@ -178,7 +182,7 @@ class Store:
                     (self.root / f.path).unlink(missing_ok=True)
                 raise
             for index_set, day in {(f.index_set, f.day) for f in written}:
-                self._maybe_compact(index_set, day)
+                self._maybe_compact(index_set, day, COMPACT_AT * (BUSY_FACTOR if busy else 1))
 
     def _commit(self, written: Sequence[EventFile],
                 failures: pa.Table | None, positions: Sequence[Position],
@@ -210,7 +214,7 @@ class Store:
             con.execute("ROLLBACK")
             raise
 
-    def _maybe_compact(self, index_set: str, day: dt.date) -> None:
+    def _maybe_compact(self, index_set: str, day: dt.date, at: int = COMPACT_AT) -> None:
         """Merge a partition's small files, so that a day is a few large files whatever the
         input rate (a slow input writes one file per batch timeout, a busy one per read).
 
@@ -225,7 +229,7 @@ class Store:
         tiers: dict[int, list[str]] = {}
         for path, rows in small:
             tiers.setdefault(_tier(rows), []).append(path)
-        full = [t for t, files in tiers.items() if len(files) >= COMPACT_AT]
+        full = [t for t, files in tiers.items() if len(files) >= at]
         if not full:
             return
         paths = tiers[min(full)][:COMPACT_AT]
