@@ -174,3 +174,15 @@ def test_each_sample_gets_its_datagrams_arrival_time() -> None:
     assert [d["@timestamp"] for d in docs] == [
         "2024-07-31T00:00:59.000Z", "2024-07-31T00:01:00.500Z", "2024-07-31T00:01:01.250Z"]
     assert docs[1]["goflow2"]["time_received_ns"] == 1722384060_500000000
+
+
+def test_samples_of_unknown_formats_are_kept_as_sent() -> None:
+    from .test_decode_sflow import record
+
+    vendor = record(1, b"\x01\x02\x03\x04", enterprise=8800)
+    flow = encode(complete_lines()[0])
+    docs = native_documents([flow, datagram("10.1.1.1", [vendor], seq=77)])
+    other = [d for d in docs if d["event"]["action"] == "sflow_other_sample"]
+    assert len(docs) == 2 and len(other) == 1
+    assert other[0]["sflow"]["sample"] == {"enterprise": 8800, "format": 1, "data": "01020304"}
+    assert other[0]["observer"]["ip"] == ["10.1.1.1"] and other[0]["sflow"]["sequence_num"] == 77

@@ -202,6 +202,36 @@ def counters(decoded: Decoded, input_name: str, received: Received) -> pa.Table 
     return pa.table({k: v for k, v in cols.items() if v.null_count < n})
 
 
+def other_samples(decoded: Decoded, input_name: str, received: Received) -> pa.Table | None:
+    """Samples of formats this decoder does not know (vendor enterprises): kept as sent."""
+    o = decoded.other_samples
+    n = o.num_rows
+    if n == 0:
+        return None
+    dg = decoded.datagrams
+    rows = pa.array(np.searchsorted(dg.column("datagram").to_numpy(),
+                                    o.column("datagram").to_numpy()))
+    agent = pc.take(dg.column("sampler_address"), rows)
+    seq = pc.take(dg.column("sequence_num"), rows)
+    hexed = pa.array([b.hex() for b in o.column("data").to_pylist()], pa.string())
+    extra = json_object({"sflow": {"sequence_num": seq, "sample": {
+        "enterprise": o.column("enterprise").combine_chunks(),
+        "format": o.column("format").combine_chunks(), "data": hexed}}}, n)
+    ids = pc.binary_join_element_wise(
+        f"{input_name}:sflow:", pc.fill_null(agent, "-"), ":", pc.cast(seq, pa.string()), ":",
+        pc.cast(pc.divide(_received_us(received, o.column("datagram")), 1_000_000),
+                pa.string()), ":o", pa.array(np.arange(n).astype(str)), "")
+    return pa.table({
+        "@timestamp": _received_us(received, o.column("datagram")).cast(pa.timestamp("us")),
+        "ecs.version": pa.repeat(pa.scalar(goflow2.ECS_VERSION), n),
+        "event.kind": pa.repeat(pa.scalar("event"), n),
+        "event.action": pa.repeat(pa.scalar("sflow_other_sample"), n),
+        "input.type": pa.repeat(pa.scalar("sflow"), n),
+        "observer.ip": list_of(agent),
+        META_EXTRA: extra, META_ID: ids, META_INPUT: pa.repeat(pa.scalar(input_name), n),
+    })
+
+
 def normalize(decoded: Decoded, input_name: str, received: Received, renormalize: bool = True,
               rates: dict[str, int] | None = None) -> tuple[pa.Table | None, list[Failure]]:
     """Flow and counter samples of a decoded batch as events (flows first), and failures:
@@ -219,9 +249,10 @@ def normalize(decoded: Decoded, input_name: str, received: Received, renormalize
                 fails.append(Failure(input_name, f"sflow: {m.why[i]}", ""))
             table = table.filter(pa.array(~m.bad))
         tables.append(table)
-    t = counters(decoded, input_name, received)
-    if t is not None:
-        tables.append(t)
+    for t in (counters(decoded, input_name, received),
+              other_samples(decoded, input_name, received)):
+        if t is not None:
+            tables.append(t)
     if not tables:
         return None, fails
     return pa.concat_tables(tables, promote_options="default"), fails
