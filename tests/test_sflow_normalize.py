@@ -186,3 +186,13 @@ def test_samples_of_unknown_formats_are_kept_as_sent() -> None:
     assert len(docs) == 2 and len(other) == 1
     assert other[0]["sflow"]["sample"] == {"enterprise": 8800, "format": 1, "data": "01020304"}
     assert other[0]["observer"]["ip"] == ["10.1.1.1"] and other[0]["sflow"]["sequence_num"] == 77
+
+
+def test_flow_records_of_unknown_formats_are_kept() -> None:
+    from .test_decode_sflow import record
+
+    line = complete_lines()[0]
+    records = [sampled_ip(line["bytes"], 6, line["src_addr"], line["dst_addr"], 1, 2, 0, 0),
+               record(7, b"\xaa\xbb\xcc\xdd", enterprise=9)]
+    docs = native_documents([datagram("10.1.1.1", [flow_sample(records)])])
+    assert docs[0]["sflow"]["records"] == [{"enterprise": 9, "format": 7, "data": "aabbccdd"}]

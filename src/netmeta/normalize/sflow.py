@@ -20,10 +20,11 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from netmeta.columns import constant_list, json_object, list_of
+from netmeta.columns import Raw, constant_list, json_object, list_of
 from netmeta.decode.sflow import COUNTER_SCHEMA, Decoded
 from netmeta.enrich.community_id import protocol_numbers
 from netmeta.event import META_EXTRA, META_ID, META_INPUT, Failure
@@ -149,7 +150,13 @@ def flows(decoded: Decoded, input_name: str, received: Received, renormalize: bo
     if f.num_rows == 0:
         return None
     rec = goflow2_records(decoded, received, rates)
-    extra = {name: f.column(name).combine_chunks() for name in _SFLOW_EXTRA}
+    extra: dict[str, Any] = {name: f.column(name).combine_chunks() for name in _SFLOW_EXTRA}
+    others = f.column("other_records").combine_chunks()
+    if others.null_count < len(others):  # flow records of formats not decoded here
+        extra["records"] = Raw(pa.array(
+            [None if v is None else orjson.dumps(
+                [{**r, "data": r["data"].hex()} for r in v]).decode()
+             for v in others.to_pylist()], pa.string()))
     m = goflow2.map_records(rec, None, None, {"sflow": extra})
     if not renormalize:  # the sample as seen: one packet of its length
         m.columns["network.bytes"] = rec.column("bytes")
