@@ -109,3 +109,33 @@ def test_templates_survive_a_restart(tmp_path: Path) -> None:
     p = subprocess.run([NETMETA, "search", "-d", data_dir, "--json", "--limit", "100",
                         "event.action:netflow_flow"], check=True, capture_output=True)
     assert len(p.stdout.splitlines()) == 8
+
+
+def test_keys_handed_over_by_the_decoder_equal_parsed_keys() -> None:
+    """The decoder and normalizer pass IPv4 keys on instead of parsing text: the stored key
+    columns must be exactly what parsing the addresses gives."""
+    import random
+    import struct as st
+
+    from netmeta import event
+    from netmeta.decode import netflow
+    from netmeta.decode.templates import TemplateState
+    from netmeta.normalize import netflow as nf_normalize
+
+    from .test_decode_netflow import a_set, specs, v9_datagram
+
+    rnd = random.Random(5)
+    layout = [(8, 4), (12, 4), (7, 2), (11, 2), (4, 1)]
+    tpl = a_set(0, st.pack(">HH", 256, len(layout)) + specs(layout))
+    hosts = [bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2]), bytes([192, 0, 2, 9])]
+    rows = b"".join(st.pack(">4s4sHHB", rnd.choice(hosts), rnd.choice(hosts), 1, 2, 6)
+                    for _ in range(400))  # same address on both sides sometimes
+    decoded = netflow.decode_many([(v9_datagram(tpl, a_set(256, rows)), "192.0.2.1:2055")],
+                                  TemplateState(), 0.0)
+    table = event.add_ip_keys(nf_normalize.normalize(decoded, "nf"))
+    handed = {k: table.column(k).to_pylist() for k in table.column_names if k.endswith("#b")}
+    assert {"source.ip#b", "destination.ip#b", "related.ip#b"} <= handed.keys()
+    event._KEY_MEMO.clear()
+    parsed = event.add_ip_keys(table.drop_columns(list(handed)))
+    for k, v in handed.items():
+        assert parsed.column(k).to_pylist() == v, k

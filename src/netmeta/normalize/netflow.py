@@ -26,7 +26,14 @@ from netmeta.columns import Raw, arr, constant_list, json_object, list_of
 from netmeta.decode.templates import Batch, Decoded
 from netmeta.enrich.community_id import protocol_numbers
 from netmeta.enrich.locality import Locality, directions
-from netmeta.event import META_EXTRA, META_ID, META_INPUT, Failure, distinct_ip_keys
+from netmeta.event import (
+    META_EXTRA,
+    META_ID,
+    META_INPUT,
+    Failure,
+    distinct_ip_keys,
+    remember_ip_keys,
+)
 from netmeta.normalize.exporters import Exporters
 
 ECS_VERSION = "8.11.0"  # set by the integration's pipeline
@@ -308,7 +315,17 @@ def _related(src: pa.Array | None, dst: pa.Array | None, n: int) -> pa.Array | N
     swap = pa.array(sign > 0)
     lo, hi = pc.if_else(swap, dst, src), pc.if_else(swap, src, dst)
     hi = pc.if_else(pa.array(sign == 0), pa.scalar(None, pa.string()), hi)
-    return list_of(lo, hi)
+    out = list_of(lo, hi)
+    # the stored key column of related.ip needs these keys: hand over what is known
+    flip = (sign > 0)[:, None]
+    keys = np.stack([np.where(flip, dk, sk), np.where(flip, sk, dk)], axis=1)
+    ok = np.stack([np.where(sign > 0, drow, srow) >= 0, np.where(sign > 0, srow, drow) >= 0],
+                  axis=1)
+    present = np.stack([np.asarray(lo.is_valid()), np.asarray(hi.is_valid())], axis=1)
+    flat_ok = ok[present]
+    remember_ip_keys(out.flatten(), np.where(flat_ok, np.arange(len(flat_ok)), -1),
+                     keys[present])
+    return out
 
 
 def _flow_columns(b: Batch, head: dict[str, pa.Array], locality: Locality | None
