@@ -166,7 +166,7 @@ def test_input_defaults_and_errors(tmp_path: Path) -> None:
     cfg.write_text("inputs:\n  a: {type: netflow}\n  b: {type: ipfix}\n  c: {type: sflow}\n"
                    "  d: {type: goflow2, paths: [x]}\n")
     c = load(cfg)
-    assert [c.inputs[k].udp_port for k in "abc"] == [2055, 4739, 6343]
+    assert [c.inputs[k].listen_port for k in "abc"] == [2055, 4739, 6343]
     assert c.inputs["a"].tag_list == [] and "forwarded" in c.inputs["d"].tag_list
     for body, key in [
         ("  a: {type: sflow, sampling: {rates: {nohost: 10}}}\n", "inputs.a.sampling.rates"),

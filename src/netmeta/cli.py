@@ -99,7 +99,7 @@ def _open_store(cfg: Config, read_only: bool = False) -> Any:
 @common
 def serve(cfg: Config) -> None:
     """Run the collector: inputs, pipeline, store and the HTTP port."""
-    from netmeta.pipeline import Pipeline, TailSource, UdpSource
+    from netmeta.pipeline import Pipeline, PushSource, TailSource, UdpSource
     from netmeta.web.app import HttpServer, create_app
 
     store = _open_store(cfg)
@@ -109,6 +109,7 @@ def serve(cfg: Config) -> None:
     pipeline = Pipeline(cfg, store)
     stop = threading.Event()
     sources: list[threading.Thread] = []
+    pushers: list[PushSource] = []
 
     def abort(message: str) -> NoReturn:
         stop.set()
@@ -123,21 +124,36 @@ def serve(cfg: Config) -> None:
     for name, inp in cfg.inputs.items():
         if not inp.enabled:
             continue
+        if inp.pushed:
+            push = PushSource(name, inp, pipeline, store)
+            pushers.append(push)
+            continue
         if inp.udp:
             try:
                 src: threading.Thread = UdpSource(name, inp, pipeline, stop)
             except OSError as e:
-                abort(f"input {name}: cannot listen on UDP {inp.listen}:{inp.udp_port}: "
+                abort(f"input {name}: cannot listen on UDP {inp.listen}:{inp.listen_port}: "
                       f"{e.strerror} (key inputs.{name}.port)")
             log.info("input %s (%s): UDP %s:%d", name, inp.type, *src.listener.address)
         else:
             src = TailSource(name, inp, pipeline, store, stop)
             log.info("input %s (%s): tailing %s", name, inp.type, ", ".join(inp.paths))
         sources.append(src)
+    for push in pushers:
+        try:
+            push.start()
+        except OSError as e:
+            for p in pushers:
+                p.stop()
+            abort(f"input {push.input_name}: {e} (key inputs.{push.input_name}.port)")
+        log.info("input %s (%s): HTTP%s %s:%d%s", push.input_name, push.inp.type,
+                 "S" if push.inp.http.tls.cert else "", *push.address, push.inp.http.path)
     http = HttpServer(create_app(store), cfg.http.listen, cfg.http.port)
     try:
         http.start()
     except OSError as e:
+        for p in pushers:
+            p.stop()
         abort(f"http: {e} (key http.port)")
     for src in sources:
         src.start()
@@ -166,6 +182,8 @@ def serve(cfg: Config) -> None:
         stop.set()
         for s in sources:
             s.join(timeout=30)
+        for p in pushers:  # requests in flight are answered once their batch is stored
+            p.stop()
         pipeline.close()
         http.stop()
         owner_file.unlink(missing_ok=True)

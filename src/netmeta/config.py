@@ -72,15 +72,43 @@ class Sampling(_S):
     rates: dict[str, int] = msgspec.field(default_factory=dict)
 
 
+class Secret(_S):
+    header: str = ""  # request header that must carry ``value`` (compared in constant time)
+    value: str = ""
+
+
+class Hmac(_S):
+    header: str = ""  # header carrying the signature of the body, e.g. X-Hub-Signature-256
+    key: str = ""
+    type: Literal["sha256", "sha1"] = "sha256"
+    prefix: str = ""  # before the hex digest in the header, e.g. "sha256="
+
+
+class Tls(_S):
+    cert: str = ""
+    key: str = ""
+
+
+class HttpInput(_S):
+    path: str = "/"
+    secret: Secret = msgspec.field(default_factory=Secret)
+    hmac: Hmac = msgspec.field(default_factory=Hmac)
+    tls: Tls = msgspec.field(default_factory=Tls)
+    max_body: int = 64 << 20  # bytes of a request body as sent
+    max_decompressed: int = 256 << 20  # bytes once gzip/deflate/zip are undone
+    max_entries: int = 5000  # records per request (AMX sends 10 to 5000, 1000 by default)
+
+
 UDP_TYPES = ("netflow", "ipfix", "sflow")
+HTTP_TYPES = ("gigamon_ami",)
 # NetFlow v5/v9 and IPFIX (told apart by version), IPFIX's IANA port, sFlow's IANA port
-DEFAULT_PORTS = {"netflow": 2055, "ipfix": 4739, "sflow": 6343}
+DEFAULT_PORTS = {"netflow": 2055, "ipfix": 4739, "sflow": 6343, "gigamon_ami": 8081}
 # Elastic's goflow2 integration tags its events so; the UDP inputs add none by default
 DEFAULT_TAGS = {"goflow2": ["preserve_original_event", "forwarded", "sflow"]}
 
 
 class Input(_S):
-    type: Literal["goflow2", "netflow", "ipfix", "sflow"]
+    type: Literal["goflow2", "netflow", "ipfix", "sflow", "gigamon_ami"]
     paths: list[str] = msgspec.field(default_factory=list)
     enabled: bool = True
     index_set: str = "default"
@@ -93,13 +121,19 @@ class Input(_S):
     rcvbuf: int = 8 << 20  # UDP inputs: socket receive buffer in bytes
     sampling: Sampling = msgspec.field(default_factory=Sampling)
     custom_definitions: list[str] = msgspec.field(default_factory=list)  # netflow/ipfix
+    http: HttpInput = msgspec.field(default_factory=HttpInput)  # gigamon_ami
 
     @property
     def udp(self) -> bool:
         return self.type in UDP_TYPES
 
     @property
-    def udp_port(self) -> int:
+    def pushed(self) -> bool:
+        """Received over HTTP (the sender waits for the answer)."""
+        return self.type in HTTP_TYPES
+
+    @property
+    def listen_port(self) -> int:
         return self.port if self.port is not None else DEFAULT_PORTS.get(self.type, 0)
 
     @property
@@ -228,8 +262,25 @@ def check(cfg: Config) -> None:
         if inp.index_set not in sets:
             fail(f"inputs.{name}.index_set", f"no index set {inp.index_set!r} "
                  f"(defined: {', '.join(sorted(sets))})")
-        if inp.udp and not 0 < inp.udp_port < 65536:
-            fail(f"inputs.{name}.port", f"{inp.port} is not a UDP port (1-65535)")
+        if (inp.udp or inp.pushed) and not 0 < inp.listen_port < 65536:
+            fail(f"inputs.{name}.port", f"{inp.port} is not a port (1-65535)")
+        if inp.pushed:
+            h = inp.http
+            if not h.path.startswith("/"):
+                fail(f"inputs.{name}.http.path", "must start with /")
+            if bool(h.secret.header) != bool(h.secret.value):
+                fail(f"inputs.{name}.http.secret", "give both header and value")
+            if bool(h.hmac.header) != bool(h.hmac.key):
+                fail(f"inputs.{name}.http.hmac", "give both header and key")
+            if bool(h.tls.cert) != bool(h.tls.key):
+                fail(f"inputs.{name}.http.tls", "give both cert and key")
+            for k in ("cert", "key"):
+                path = getattr(h.tls, k)
+                if path and not Path(path).is_file():
+                    fail(f"inputs.{name}.http.tls.{k}", f"no such file: {path}")
+            for k in ("max_body", "max_decompressed", "max_entries"):
+                if getattr(h, k) < 1:
+                    fail(f"inputs.{name}.http.{k}", "must be at least 1")
         if inp.udp and inp.rcvbuf < 65536:
             fail(f"inputs.{name}.rcvbuf", "must be at least 65536 bytes")
         for exporter, rate in inp.sampling.rates.items():

@@ -47,6 +47,13 @@ exporter_resets = Gauge("netmeta_exporter_sequence_resets", "Exporter restarts a
                         "resets seen since start (not counted as loss)", _EXPORTER,
                         registry=REGISTRY)
 
+push_refused = Counter("netmeta_push_refused", "HTTP push requests refused (auth, size, "
+                       "encoding, JSON, not stored), by reason", ["input", "reason"],
+                       registry=REGISTRY)
+push_duplicates = Counter("netmeta_push_duplicates", "HTTP push batches recognized as "
+                          "retries of stored ones (answered 200, not stored again)", ["input"],
+                          registry=REGISTRY)
+
 
 def exposition() -> bytes:
     return generate_latest(REGISTRY)

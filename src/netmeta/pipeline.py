@@ -11,6 +11,8 @@ the events stored, which makes tailing exactly-once across crashes.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import dataclasses
+import itertools
 import logging
 import multiprocessing
 import os
@@ -84,6 +86,10 @@ class Pipeline:
         self._ordered: dict[int, cf.Executor] = {}
         self._ordered_lock = threading.Lock()
         self.futures: queue.Queue[Any] = queue.Queue(maxsize=cfg.pipeline.queue_size)
+        # push inputs wait for their jobs to be stored: ack id -> future
+        self._acks: dict[int, cf.Future[None]] = {}
+        self._ack_ids = itertools.count(1)
+        self._acks_lock = threading.Lock()
         self.stats = Stats()
         self.error: BaseException | None = None
         self._writer = threading.Thread(target=self._write_loop, name="writer", daemon=True)
@@ -136,6 +142,30 @@ class Pipeline:
                     raise RuntimeError("pipeline writer failed") from self.error
         metrics.queue_depth.labels("chunks").set(self.futures.qsize())
 
+    def submit_acked(self, job: Job) -> cf.Future[None]:
+        """Hand a job over (blocking while the queue is full); the future is resolved once
+        its events are committed to the store, or fails with the reason they were not."""
+        fut: cf.Future[None] = cf.Future()
+        with self._acks_lock:
+            ack = next(self._ack_ids)
+            self._acks[ack] = fut
+        try:
+            self.submit(dataclasses.replace(job, ack=ack))
+        except BaseException:
+            with self._acks_lock:
+                self._acks.pop(ack, None)
+            raise
+        return fut
+
+    def _settle(self, acks: list[int], error: BaseException | None = None) -> None:
+        with self._acks_lock:
+            futs = [self._acks.pop(a) for a in acks if a in self._acks]
+        for f in futs:
+            if error is None:
+                f.set_result(None)
+            else:
+                f.set_exception(error)
+
     def try_submit(self, job: Job) -> bool:
         """Hand a chunk over unless the queue is full (datagram sources must not block)."""
         if self.error is not None or self.futures.full():
@@ -161,6 +191,8 @@ class Pipeline:
         pend_files: list[EventFile] = []
         pend_counts: dict[str, int] = {}
         pend_fail: list[Failure] = []
+        pend_acks: list[int] = []
+        pend_batches: list[tuple[str, str]] = []
         positions: dict[tuple[str, int, int], Position] = {}
         forget: list[tuple[str, int, int]] = []
         rows = 0
@@ -188,18 +220,34 @@ class Pipeline:
                         p = res.position
                         positions[(p.input, p.device, p.inode)] = p
                     forget += [(res.input, d, i) for d, i in res.forget]
+                    if res.ack:
+                        pend_acks.append(res.ack)
+                    if res.digest:
+                        pend_batches.append((res.input, res.digest))
                 due = time.monotonic() >= deadline
-                if rows >= self.cfg.pipeline.batch_size or (due and (
+                # a client waiting for its batch is answered as soon as nothing else waits
+                waiting = bool(pend_acks) and self.futures.empty()
+                if rows >= self.cfg.pipeline.batch_size or waiting or (due and (
                         pend_events or pend_files or pend_fail or positions or forget)):
-                    self._flush(pend_events, pend_files, pend_counts, pend_fail,
-                                list(positions.values()), forget, rows)
+                    try:
+                        self._flush(pend_events, pend_files, pend_counts, pend_fail,
+                                    list(positions.values()), forget, rows, pend_batches)
+                    except BaseException as e:
+                        self._settle(pend_acks, e)
+                        raise
+                    self._settle(pend_acks)
                     pend_events, pend_files, pend_counts = [], [], {}
                     pend_fail, positions, forget, rows = [], {}, [], 0
+                    pend_acks, pend_batches = [], []
                 if due or item is None:
                     deadline = time.monotonic() + self.cfg.pipeline.batch_timeout
             self._flush(pend_events, pend_files, pend_counts, pend_fail,
-                        list(positions.values()), forget, rows)
+                        list(positions.values()), forget, rows, pend_batches)
+            self._settle(pend_acks)
         except BaseException as e:  # noqa: BLE001 - reported by submit()/close()
+            with self._acks_lock:
+                waiting = list(self._acks)
+            self._settle(waiting, RuntimeError(f"pipeline writer failed: {e}"))
             log.exception("writer failed")
             self.error = e
             # unblock a reader waiting on a full queue
@@ -230,7 +278,8 @@ class Pipeline:
 
     def _flush(self, events: list[pa.Table], files: list[EventFile], counts: dict[str, int],
                fails: list[Failure], positions: list[Position],
-               forget: list[tuple[str, int, int]], n_events: int) -> None:
+               forget: list[tuple[str, int, int]], n_events: int,
+               batches: list[tuple[str, str]] | None = None) -> None:
         metrics.queue_depth.labels("chunks").set(self.futures.qsize())
         table = pa.concat_tables(events, promote_options="default") if events else None
         if self.sink is not None:
@@ -242,7 +291,8 @@ class Pipeline:
             return
         if self.store is None:
             return
-        if table is None and not files and not fails and not positions and not forget:
+        if table is None and not files and not fails and not positions and not forget \
+                and not batches:
             return
         failures = failures_table(fails) if fails else None
         with metrics.append_seconds.time():
@@ -250,7 +300,7 @@ class Pipeline:
                 for stream, n in self.store.append(table).items():
                     counts[stream] = counts.get(stream, 0) + n
             self.store.commit(files, failures, positions, forget,
-                              busy=not self.futures.empty())
+                              busy=not self.futures.empty(), batches=batches or ())
         for stream, n in counts.items():
             metrics.stored.labels(stream).inc(n)
         with self.stats.lock:
@@ -387,7 +437,7 @@ class UdpSource(_InputThread):
                  stop: threading.Event) -> None:
         super().__init__(name, pipeline, stop)
         self.format = "sflow" if inp.type == "sflow" else "netflow"
-        self.listener = UdpListener(inp.listen, inp.udp_port, rcvbuf=inp.rcvbuf)
+        self.listener = UdpListener(inp.listen, inp.listen_port, rcvbuf=inp.rcvbuf)
         warning = self.listener.rcvbuf_warning()
         if warning:
             log.warning("input %s: %s", name, warning)
@@ -480,6 +530,34 @@ class UdpSource(_InputThread):
 
     def close(self) -> None:
         self.listener.close()
+
+
+class PushSource:
+    """An HTTP push input: its own port (TLS optional), answering once batches are stored."""
+
+    def __init__(self, name: str, inp: Input, pipeline: Pipeline, store: Store) -> None:
+        from netmeta.sources.http_push import Batch, create_app
+        from netmeta.web.app import HttpServer
+
+        self.input_name, self.inp, self.pipeline = name, inp, pipeline
+
+        def submit(batch: Batch) -> cf.Future[None]:
+            return pipeline.submit_acked(Job(
+                name, inp.type, Origin(name), orjson.dumps(batch.records), digest=batch.digest))
+
+        app = create_app(name, inp.http, submit, lambda d: store.seen_batch(name, d))
+        self.server = HttpServer(app, inp.listen, inp.listen_port, certfile=inp.http.tls.cert,
+                                 keyfile=inp.http.tls.key)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self.inp.listen, self.inp.listen_port
+
+    def start(self) -> None:
+        self.server.start()
+
+    def stop(self) -> None:
+        self.server.stop()
 
 
 def build_store(cfg: Config, *, read_only: bool = False) -> Store:

@@ -30,7 +30,15 @@ from netmeta.decode.templates import TemplateState
 from netmeta.enrich.community_id import add_community_id
 from netmeta.enrich.geoip import GeoIP
 from netmeta.enrich.locality import Locality
-from netmeta.event import FIELDS, META_EXTRA, Failure, Origin, add_ip_keys, flatten
+from netmeta.event import (
+    FIELDS,
+    META_EXTRA,
+    Failure,
+    Origin,
+    add_ip_keys,
+    flatten,
+    from_documents,
+)
 from netmeta.normalize import goflow2
 from netmeta.normalize import netflow as netflow_normalize
 from netmeta.normalize import sflow as sflow_normalize
@@ -66,6 +74,8 @@ class Job:
     shard: int = 0  # UDP inputs: the ordered worker whose decoder state this exporter uses
     received: float = 0.0  # UDP inputs: time.time() the first datagram arrived (0: now)
     times: tuple[float, ...] = ()  # UDP inputs: time.time() each datagram arrived
+    ack: int = 0  # push inputs: resolved by the pipeline once this job is stored (0: none)
+    digest: str = ""  # push inputs: content digest, remembered with the stored batch
 
     @property
     def nbytes(self) -> int:
@@ -84,6 +94,8 @@ class Result:
     files: list[EventFile] = field(default_factory=list)  # written, not yet committed
     counts: dict[str, int] = field(default_factory=dict)  # events per stream in ``files``
     exporters: list[ExporterCount] = field(default_factory=list)  # UDP inputs
+    ack: int = 0
+    digest: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +171,8 @@ class Processor:
                 table = self._netflow(job, fails, result_exporters)
             elif job.format == "sflow":
                 table = self._sflow(job, fails, result_exporters)
+            elif job.format == "gigamon_ami":
+                table = self._pushed(job, fails)
             elif job.data:
                 table = self._lines(job, fails)
             if table is not None:
@@ -173,7 +187,7 @@ class Processor:
             position = Position(job.input, o.device, o.inode, o.path, job.end)
         n = table.num_rows if table is not None else 0
         result = Result(job.input, table, fails, position, job.forget, job.nbytes, n,
-                        exporters=result_exporters)
+                        exporters=result_exporters, ack=job.ack, digest=job.digest)
         if table is not None and self.spec.store_root is not None:
             # route and write here, in parallel; the writer only commits the files
             if self._con is None:
@@ -218,6 +232,25 @@ class Processor:
                                                   dict(rates))
         fails += failed
         return table
+
+    def _pushed(self, job: Job, fails: list[Failure]) -> pa.Table | None:
+        """A pushed batch of AMI records (JSON array): one document per record; ids from
+        the batch digest, so that the same batch always has the same ids."""
+        from netmeta.normalize import gigamon
+
+        docs: list[dict[str, Any]] = []
+        ids: list[str] = []
+        for i, record in enumerate(orjson.loads(job.data)):
+            try:
+                docs.append(gigamon.normalize_record(record))
+            except Exception as e:  # noqa: BLE001 - one bad record must not cost the batch
+                fails.append(Failure(job.input, f"gigamon_ami: record {i + 1}: "
+                                     f"{type(e).__name__}: {e}", orjson.dumps(record)))
+                continue
+            ids.append(f"{job.input}:{job.digest[:32]}:{i}")
+        if not docs:
+            return None
+        return from_documents(docs, job.input, ids)
 
     def _save_templates(self) -> None:
         changes, at = self._templates_saved

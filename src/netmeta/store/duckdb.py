@@ -43,6 +43,7 @@ from netmeta.store.schema import (
 DB_FILE = "netmeta.duckdb"
 COMPACT_AT = 32  # files of one size tier in a partition before they are merged
 BUSY_FACTOR = 8  # while ingest is behind, tiers may grow to this many times COMPACT_AT
+BATCH_MEMORY_DAYS = 7  # how long a pushed batch's digest is remembered
 MERGE_BELOW = 1_000_000  # rows: files smaller than this are merged
 
 
@@ -169,14 +170,15 @@ class Store:
 
     def commit(self, written: Sequence[EventFile], failures: pa.Table | None = None,
                positions: Sequence[Position] = (),
-               forget: Sequence[tuple[str, int, int]] = (), busy: bool = False) -> None:
+               forget: Sequence[tuple[str, int, int]] = (), busy: bool = False,
+               batches: Sequence[tuple[str, str]] = ()) -> None:
         """Record already written event files with failures and positions, atomically.
         ``busy``: more is waiting to be stored, so small files are merged only once a
         tier holds BUSY_FACTOR times COMPACT_AT of them (merging competes with ingest for
         the same cores; the file count stays bounded all the same)."""
         with self._lock:
             try:
-                self._commit(written, failures, positions, forget)
+                self._commit(written, failures, positions, forget, batches)
             except BaseException:
                 for f in written:
                     (self.root / f.path).unlink(missing_ok=True)
@@ -186,8 +188,10 @@ class Store:
 
     def _commit(self, written: Sequence[EventFile],
                 failures: pa.Table | None, positions: Sequence[Position],
-                forget: Sequence[tuple[str, int, int]]) -> None:
-        if not (written or (failures is not None and failures.num_rows) or positions or forget):
+                forget: Sequence[tuple[str, int, int]],
+                batches: Sequence[tuple[str, str]] = ()) -> None:
+        if not (written or (failures is not None and failures.num_rows) or positions or forget
+                or batches):
             return
         con = self.con
         con.execute("BEGIN")
@@ -205,6 +209,9 @@ class Store:
                 con.executemany(
                     "INSERT OR REPLACE INTO file_positions VALUES (?, ?, ?, ?, ?, ?)",
                     [[p.input, p.device, p.inode, p.path, p.offset, now] for p in positions])
+            if batches:
+                con.executemany("INSERT INTO batches VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                                [[i, d, now] for i, d in batches])
             if forget:  # files closed for good: an inode reused later starts at 0
                 con.executemany(
                     "DELETE FROM file_positions WHERE input = ? AND device = ? AND inode = ?",
@@ -250,11 +257,20 @@ class Store:
 
     # ------------------------------------------------------------ retention
 
+    def seen_batch(self, input_name: str, digest: str) -> bool:
+        """Whether a push input already stored a batch of this content."""
+        with self._lock:
+            return self.con.execute("SELECT 1 FROM batches WHERE input = ? AND digest = ?",
+                                    [input_name, digest]).fetchone() is not None
+
     def apply_retention(self, today: dt.date | None = None) -> list[str]:
-        """Drop whole day partitions older than their index set's retention."""
+        """Drop whole day partitions older than their index set's retention, and batch
+        digests older than BATCH_MEMORY_DAYS (retries come within minutes)."""
         today = today or _utcnow().date()
         with self._lock:
             con = self.con
+            con.execute("DELETE FROM batches WHERE stored < ?::TIMESTAMP - ? * INTERVAL 1 DAY",
+                        [_utcnow(), BATCH_MEMORY_DAYS])
             old = con.execute(
                 "SELECT f.path, f.index_set, f.day FROM event_files f "
                 "JOIN index_sets s ON s.name = f.index_set "

@@ -42,4 +42,9 @@ META_DDL = [
          PRIMARY KEY (input, device, inode))""",
     "CREATE TABLE IF NOT EXISTS failures ("
     + ", ".join(f"{quote(c)} {t}" for c, t in FAILURE_COLUMNS) + ")",
+    # digests of request bodies stored by push inputs (HTTP): a retried batch is
+    # recognized and not stored twice; committed with the batch's events
+    """CREATE TABLE IF NOT EXISTS batches (
+         input VARCHAR NOT NULL, digest VARCHAR NOT NULL, stored TIMESTAMP NOT NULL,
+         PRIMARY KEY (input, digest))""",
 ]

@@ -68,9 +68,11 @@ def create_app(store: Store) -> FastAPI:
 class HttpServer:
     """uvicorn in a background thread of the serve process."""
 
-    def __init__(self, app: FastAPI, host: str, port: int) -> None:
-        self.server = uvicorn.Server(uvicorn.Config(app, host=host, port=port,
-                                                    log_level="warning", lifespan="off"))
+    def __init__(self, app: FastAPI, host: str, port: int, *, certfile: str = "",
+                 keyfile: str = "") -> None:
+        self.server = uvicorn.Server(uvicorn.Config(
+            app, host=host, port=port, log_level="warning", lifespan="off",
+            ssl_certfile=certfile or None, ssl_keyfile=keyfile or None))
         self.thread = threading.Thread(target=self.server.run, name="http", daemon=True)
 
     def start(self, timeout: float = 10.0) -> None:
