@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import signal
+import ssl
 import sys
 import threading
 import time
@@ -99,7 +100,7 @@ def _open_store(cfg: Config, read_only: bool = False) -> Any:
 @common
 def serve(cfg: Config) -> None:
     """Run the collector: inputs, pipeline, store and the HTTP port."""
-    from netmeta.pipeline import Pipeline, PushSource, TailSource, UdpSource
+    from netmeta.pipeline import Pipeline, PushSource, TailSource, TcpSource, UdpSource
     from netmeta.web.app import HttpServer, create_app
 
     store = _open_store(cfg)
@@ -128,13 +129,21 @@ def serve(cfg: Config) -> None:
             push = PushSource(name, inp, pipeline, store)
             pushers.append(push)
             continue
-        if inp.udp:
+        if inp.udp or (inp.syslog and inp.protocol == "udp"):
             try:
                 src: threading.Thread = UdpSource(name, inp, pipeline, stop)
             except OSError as e:
                 abort(f"input {name}: cannot listen on UDP {inp.listen}:{inp.listen_port}: "
                       f"{e.strerror} (key inputs.{name}.port)")
             log.info("input %s (%s): UDP %s:%d", name, inp.type, *src.listener.address)
+        elif inp.syslog:
+            try:
+                src = TcpSource(name, inp, pipeline, stop)
+            except (OSError, ssl.SSLError) as e:
+                abort(f"input {name}: cannot listen on TCP {inp.listen}:{inp.listen_port}: "
+                      f"{e} (key inputs.{name}.port / inputs.{name}.tls)")
+            log.info("input %s (syslog): TCP%s %s:%d", name, " TLS" if inp.tls.cert else "",
+                     *src.listener.address)
         else:
             src = TailSource(name, inp, pipeline, store, stop)
             log.info("input %s (%s): tailing %s", name, inp.type, ", ".join(inp.paths))

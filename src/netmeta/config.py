@@ -100,15 +100,17 @@ class HttpInput(_S):
 
 
 UDP_TYPES = ("netflow", "ipfix", "sflow")
+SYSLOG_TYPES = ("syslog",)
 HTTP_TYPES = ("gigamon_ami",)
 # NetFlow v5/v9 and IPFIX (told apart by version), IPFIX's IANA port, sFlow's IANA port
-DEFAULT_PORTS = {"netflow": 2055, "ipfix": 4739, "sflow": 6343, "gigamon_ami": 8081}
+DEFAULT_PORTS = {"netflow": 2055, "ipfix": 4739, "sflow": 6343, "gigamon_ami": 8081,
+                 "syslog": 514}
 # Elastic's goflow2 integration tags its events so; the UDP inputs add none by default
 DEFAULT_TAGS = {"goflow2": ["preserve_original_event", "forwarded", "sflow"]}
 
 
 class Input(_S):
-    type: Literal["goflow2", "netflow", "ipfix", "sflow", "gigamon_ami"]
+    type: Literal["goflow2", "netflow", "ipfix", "sflow", "gigamon_ami", "syslog"]
     paths: list[str] = msgspec.field(default_factory=list)
     enabled: bool = True
     index_set: str = "default"
@@ -122,10 +124,19 @@ class Input(_S):
     sampling: Sampling = msgspec.field(default_factory=Sampling)
     custom_definitions: list[str] = msgspec.field(default_factory=list)  # netflow/ipfix
     http: HttpInput = msgspec.field(default_factory=HttpInput)  # gigamon_ami
+    protocol: Literal["udp", "tcp"] = "udp"  # syslog
+    framing: Literal["auto", "octet", "newline"] = "auto"  # syslog over TCP (RFC 6587)
+    max_message: int = 65536  # syslog: longer messages are failures (first bytes kept)
+    tls: Tls = msgspec.field(default_factory=Tls)  # syslog over TCP
 
     @property
     def udp(self) -> bool:
+        """Flow export datagrams (decoder state per exporter)."""
         return self.type in UDP_TYPES
+
+    @property
+    def syslog(self) -> bool:
+        return self.type in SYSLOG_TYPES
 
     @property
     def pushed(self) -> bool:
@@ -262,7 +273,18 @@ def check(cfg: Config) -> None:
         if inp.index_set not in sets:
             fail(f"inputs.{name}.index_set", f"no index set {inp.index_set!r} "
                  f"(defined: {', '.join(sorted(sets))})")
-        if (inp.udp or inp.pushed) and not 0 < inp.listen_port < 65536:
+        if inp.syslog:
+            if bool(inp.tls.cert) != bool(inp.tls.key):
+                fail(f"inputs.{name}.tls", "give both cert and key")
+            if inp.tls.cert and inp.protocol != "tcp":
+                fail(f"inputs.{name}.tls", "TLS needs protocol: tcp")
+            for k in ("cert", "key"):
+                path = getattr(inp.tls, k)
+                if path and not Path(path).is_file():
+                    fail(f"inputs.{name}.tls.{k}", f"no such file: {path}")
+            if not 512 <= inp.max_message <= 1 << 24:
+                fail(f"inputs.{name}.max_message", "must be 512 bytes to 16 MiB")
+        if (inp.udp or inp.pushed or inp.syslog) and not 0 < inp.listen_port < 65536:
             fail(f"inputs.{name}.port", f"{inp.port} is not a port (1-65535)")
         if inp.pushed:
             h = inp.http

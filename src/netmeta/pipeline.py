@@ -436,7 +436,8 @@ class UdpSource(_InputThread):
     def __init__(self, name: str, inp: Input, pipeline: Pipeline,
                  stop: threading.Event) -> None:
         super().__init__(name, pipeline, stop)
-        self.format = "sflow" if inp.type == "sflow" else "netflow"
+        self.format = {"sflow": "sflow", "syslog": "syslog"}.get(inp.type, "netflow")
+        self.transport = "udp" if self.format == "syslog" else ""
         self.listener = UdpListener(inp.listen, inp.listen_port, rcvbuf=inp.rcvbuf)
         warning = self.listener.rcvbuf_warning()
         if warning:
@@ -490,7 +491,7 @@ class UdpSource(_InputThread):
                 k = self.MAX_JOB
                 job = Job(self.input_name, self.format, Origin(self.input_name), b"",
                           datagrams=tuple(datagrams[:k]), shard=shard, received=times[0],
-                          times=tuple(times[:k]))
+                          times=tuple(times[:k]), transport=self.transport)
                 if not self.pipeline.try_submit(job):
                     full = True  # the rest waits too
                     break
@@ -525,8 +526,70 @@ class UdpSource(_InputThread):
                 self.pipeline.submit(Job(self.input_name, self.format,
                                          Origin(self.input_name), b"",
                                          datagrams=tuple(datagrams[:k]), shard=shard,
-                                         received=times[0], times=tuple(times[:k])))
+                                         received=times[0], times=tuple(times[:k]),
+                                         transport=self.transport))
                 self._take(shard, k)
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+class TcpSource(_InputThread):
+    """Syslog over TCP (TLS optional). Connection threads add framed messages here; they
+    are handed over in jobs of up to FLUSH messages or every FLUSH_AGE seconds. A full
+    pipeline blocks the connection that delivers (TCP backpressure), nothing is dropped."""
+
+    FLUSH = 4096
+    FLUSH_AGE = 0.25  # seconds
+
+    def __init__(self, name: str, inp: Input, pipeline: Pipeline,
+                 stop: threading.Event) -> None:
+        from netmeta.sources.tcp import TcpListener
+
+        super().__init__(name, pipeline, stop)
+        self.listener = TcpListener(inp.listen, inp.listen_port, max_size=inp.max_message,
+                                    framing=inp.framing, certfile=inp.tls.cert,
+                                    keyfile=inp.tls.key)
+        self._lock = threading.Lock()
+        self._messages: list[tuple[bytes, str]] = []
+        self._times: list[float] = []
+        self._rejects: list[tuple[str, bytes]] = []
+        self._since = 0.0
+
+    def deliver(self, items: list[Any], peer: str, at: float) -> None:
+        from netmeta.decode.syslog import FrameError
+
+        with self._lock:
+            if not self._messages and not self._rejects:
+                self._since = time.monotonic()
+            for item in items:
+                if isinstance(item, FrameError):
+                    self._rejects.append((f"{peer}: {item.reason} ({item.size} bytes)",
+                                          item.head))
+                else:
+                    self._messages.append((item, peer))
+                    self._times.append(at)
+            full = len(self._messages) >= self.FLUSH
+        metrics.received_datagrams.labels(self.input_name).inc(
+            sum(1 for i in items if isinstance(i, bytes)))
+        if full:
+            self.flush()
+
+    def flush(self, due_only: bool = False) -> None:
+        with self._lock:
+            if not self._messages and not self._rejects:
+                return
+            if due_only and time.monotonic() - self._since < self.FLUSH_AGE:
+                return
+            job = Job(self.input_name, "syslog", Origin(self.input_name), b"",
+                      datagrams=tuple(self._messages), times=tuple(self._times),
+                      rejects=tuple(self._rejects), transport="tcp")
+            self._messages, self._times, self._rejects = [], [], []
+        self.pipeline.submit(job)  # blocks while the pipeline is full
+
+    def loop(self) -> None:
+        self.listener.run(self.deliver, self.stop, idle=lambda: self.flush(due_only=True))
+        self.flush()
 
     def close(self) -> None:
         self.listener.close()

@@ -76,6 +76,8 @@ class Job:
     times: tuple[float, ...] = ()  # UDP inputs: time.time() each datagram arrived
     ack: int = 0  # push inputs: resolved by the pipeline once this job is stored (0: none)
     digest: str = ""  # push inputs: content digest, remembered with the stored batch
+    rejects: tuple[tuple[str, bytes], ...] = ()  # stream inputs: (why, first bytes) of frames
+    transport: str = ""  # syslog: udp or tcp (input.type)
 
     @property
     def nbytes(self) -> int:
@@ -173,6 +175,8 @@ class Processor:
                 table = self._sflow(job, fails, result_exporters)
             elif job.format == "gigamon_ami":
                 table = self._pushed(job, fails)
+            elif job.format == "syslog":
+                table = self._syslog(job, fails)
             elif job.data:
                 table = self._lines(job, fails)
             if table is not None:
@@ -232,6 +236,15 @@ class Processor:
                                                   dict(rates))
         fails += failed
         return table
+
+    def _syslog(self, job: Job, fails: list[Failure]) -> pa.Table | None:
+        from netmeta.normalize import syslog as syslog_normalize
+
+        fails += [Failure(job.input, f"syslog: {why}", head) for why, head in job.rejects]
+        docs, ids, failed = syslog_normalize.normalize(
+            job.datagrams, job.times, job.input, job.transport or "udp")
+        fails += failed
+        return from_documents(docs, job.input, ids) if docs else None
 
     def _pushed(self, job: Job, fails: list[Failure]) -> pa.Table | None:
         """A pushed batch of AMI records (JSON array): one document per record; ids from

@@ -527,3 +527,9 @@ def normalize_record(record: dict[str, Any]) -> dict[str, Any]:
 def normalize_cef(cef: dict[str, Any]) -> dict[str, Any]:
     """One decoded CEF event (version/name/severity/extensions…) → the ECS document."""
     return _run({"cef": copy.deepcopy(cef)})
+
+
+def normalize_cef_event(event: dict[str, Any]) -> dict[str, Any]:
+    """A whole event from the CEF decoder (cef.*, its ECS copies, event.original), as the
+    agent hands it to the ingest pipeline → the ECS document."""
+    return _run(copy.deepcopy(event))
