@@ -11,6 +11,7 @@ from typing import Any
 from netmeta.decode import cef, syslog
 from netmeta.event import Failure
 from netmeta.normalize import gigamon
+from netmeta.normalize.gigamon_hex import decode_ssl_hex
 
 GIGAMON = "Gigamon"
 
@@ -23,7 +24,9 @@ def _cef_event(message: str) -> dict[str, Any] | None:
     except cef.CEFError:
         return None
     if doc.get("cef", {}).get("device", {}).get("vendor") == GIGAMON:
-        return gigamon.normalize_cef_event(doc)
+        event = gigamon.normalize_cef_event(doc)
+        decode_ssl_hex(event)
+        return event
     return doc
 
 
