@@ -61,6 +61,12 @@ def test_batches_are_stored_before_200_and_retries_are_not_stored_twice(tmp_path
         assert serve.total("_input:ami") == len(CASES)
         hits = serve.get("/api/search", q="event.id:*", limit=1)["hits"]
         assert hits[0]["event"]["kind"] == "event"
+        labelled = orjson.dumps([{**CASES[0], "id": "labelled", "labels": {"site": "par1",
+                                                                          "env": "prod"}}])
+        assert post(port, labelled, AUTH)[0] == 200
+        hit = serve.get("/api/search", q="labels.site:par1", limit=1)["hits"][0]
+        assert hit["labels"] == {"site": "par1", "env": "prod"}
+        assert "labels" not in hit["gigamon"]["ami"]
 
 
 def test_refusals_are_clear_and_counted(tmp_path: Path) -> None:

@@ -255,7 +255,7 @@ class Processor:
         ids: list[str] = []
         for i, record in enumerate(orjson.loads(job.data)):
             try:
-                docs.append(gigamon.normalize_record(record))
+                docs.append(_labels_to_ecs(gigamon.normalize_record(record)))
             except Exception as e:  # noqa: BLE001 - one bad record must not cost the batch
                 fails.append(Failure(job.input, f"gigamon_ami: record {i + 1}: "
                                      f"{type(e).__name__}: {e}", orjson.dumps(record)))
@@ -289,6 +289,18 @@ class Processor:
         if cid:
             table = add_community_id(table, self.spec.seed)
         return add_ip_keys(table)
+
+
+def _labels_to_ecs(doc: dict[str, Any]) -> dict[str, Any]:
+    """Key/value labels an AMX exporter attaches (its Labels option) are ECS ``labels.*``,
+    not AMI attributes."""
+    ami = doc.get("gigamon", {}).get("ami")
+    labels = ami.pop("labels", None) if isinstance(ami, dict) else None
+    if isinstance(labels, dict):
+        doc.setdefault("labels", {}).update({str(k): str(v) for k, v in labels.items()})
+    elif labels is not None:
+        ami["labels"] = labels  # not key/value: an attribute like any other
+    return doc
 
 
 def _templates_path(root: str, shard: int = 0) -> Path:
