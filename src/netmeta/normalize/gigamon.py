@@ -21,7 +21,6 @@ cipher-suite table, copied as is, including its two odd entries 156 and 19171).
 
 from __future__ import annotations
 
-import copy
 import csv
 import datetime as dt
 import io
@@ -387,7 +386,7 @@ def _copies(doc: Doc, group: str) -> None:
     ami = _ami(doc)
     for target, name in _fields()[group]:
         if ami.get(name) is not None:
-            _set(doc, target, copy.deepcopy(ami[name]))
+            _set(doc, target, _clone(ami[name]))
 
 
 def _question(doc: Doc) -> None:
@@ -519,17 +518,27 @@ def _run(doc: Doc) -> Doc:
     return doc
 
 
+def _clone(value: Any) -> Any:
+    """A copy of JSON data (dicts, lists, scalars): what copy.deepcopy does here, several
+    times faster (no memo, no reduce protocol)."""
+    if isinstance(value, dict):
+        return {k: _clone(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clone(v) for v in value]
+    return value
+
+
 def normalize_record(record: dict[str, Any]) -> dict[str, Any]:
     """One AMI JSON object (as POSTed by the device) → the ECS document Elastic stores."""
-    return _run({"json": copy.deepcopy(record)})
+    return _run({"json": _clone(record)})
 
 
 def normalize_cef(cef: dict[str, Any]) -> dict[str, Any]:
     """One decoded CEF event (version/name/severity/extensions…) → the ECS document."""
-    return _run({"cef": copy.deepcopy(cef)})
+    return _run({"cef": _clone(cef)})
 
 
 def normalize_cef_event(event: dict[str, Any]) -> dict[str, Any]:
     """A whole event from the CEF decoder (cef.*, its ECS copies, event.original), as the
     agent hands it to the ingest pipeline → the ECS document."""
-    return _run(copy.deepcopy(event))
+    return _run(_clone(event))
