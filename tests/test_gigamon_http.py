@@ -94,3 +94,24 @@ def test_parallel_writers(tmp_path: Path) -> None:
             statuses = list(pool.map(lambda b: post(port, b, AUTH)[0], batches))
         assert statuses == [200] * 8
         assert serve.total("_input:ami") == 8 * 25
+
+
+def test_https(tmp_path: Path) -> None:
+    import ssl
+    import subprocess
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    port = free_port()
+    serve = Serve(tmp_path, [str(tmp_path / "none" / "*.log")], inputs={"ami": {
+        "type": "gigamon_ami", "listen": "127.0.0.1", "port": port,
+        "http": {"tls": {"cert": str(cert), "key": str(key)}}}})
+    ctx = ssl.create_default_context(cafile=str(cert))
+    with serve:
+        req = urllib.request.Request(f"https://127.0.0.1:{port}/", method="POST",
+                                     data=orjson.dumps(CASES[:3]))
+        with urllib.request.urlopen(req, timeout=30, context=ctx) as r:
+            assert r.status == 200 and json.loads(r.read()) == {"stored": 3}
+        assert serve.total("_input:ami") == 3
