@@ -147,3 +147,24 @@ def test_fuzz_framer_bounded(data: bytes, cuts: list[int], mode: str) -> None:
         last = cut
         assert len(f.buf) <= 64 * 2 + 16
     list(f.flush())
+
+
+def test_frames_after_an_oversized_line_in_the_same_read_are_kept() -> None:
+    """A read holding an oversized line, its newline and more frames: only the long line
+    is dropped (a whole-buffer discard once lost the frames behind it)."""
+    import random
+
+    stream = b"first\n" + b"x" * 10000 + b"\nsecond\n11 octet frame" + b"third\n"
+    outcomes = set()
+    for seed in range(200):
+        rnd = random.Random(seed)
+        framer = Framer(4096, "auto")
+        out: list[bytes | FrameError] = []
+        i = 0
+        while i < len(stream):
+            k = rnd.choice([1, 7, 100, 4096, 8192, len(stream)])
+            out += list(framer.feed(stream[i:i + k]))
+            i += k
+        out += list(framer.flush())
+        outcomes.add(tuple("E" if isinstance(x, FrameError) else x for x in out))
+    assert outcomes == {(b"first", "E", b"second", b"octet frame", b"third")}

@@ -392,7 +392,9 @@ class Framer:
             self.scanned = 0
             head = bytes(self.buf[:64])
             self.skip_line = True
-            self.buf.clear()
+            # only what was searched has no newline: the rest may end this line and hold
+            # the next frames
+            del self.buf[:self.max_size + 2]
             return FrameError(f"line exceeds {self.max_size} bytes", self.max_size + 1, head)
         frame = bytes(self.buf[:end]).rstrip(b"\r")
         del self.buf[:end + 1]
