@@ -29,6 +29,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/sflow_decode.py
 	command -v nfcapd >/dev/null || apt-get install -y nfdump || echo "no nfdump: netflow_udp.py skips nfcapd"
 	$(BIN)/python bench/netflow_udp.py
+	$(BIN)/python bench/ami_http.py
 
 clean:
 	rm -rf $(VENV) data build *.egg-info
