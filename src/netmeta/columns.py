@@ -66,7 +66,9 @@ def json_values(a: pa.Array) -> pa.Array:
         return pa.nulls(len(a), pa.string())
     if pa.types.is_list(t) and not pa.types.is_floating(t.value_type):
         items = json_values(a.flatten())
-        lists = pa.ListArray.from_arrays(a.offsets, items, mask=a.is_null())
+        # a sliced list's offsets do not start at 0, its flattened values do
+        offsets = pc.subtract(a.offsets, a.offsets[0]) if a.offset else a.offsets
+        lists = pa.ListArray.from_arrays(offsets, items, mask=a.is_null())
         return pc.binary_join_element_wise("[", pc.binary_join(lists, ","), "]", "")
     # floats (JSON has no inf/nan), lists, structs: exact per-value path
     out = [None if v is None else orjson.dumps(v, option=orjson.OPT_NON_STR_KEYS).decode()
