@@ -19,6 +19,7 @@ from netmeta.decode.syslog import FrameError, Framer
 log = logging.getLogger(__name__)
 
 READ_SIZE = 256 << 10
+MAX_CONNECTIONS = 1024
 # (messages or frame errors, peer "ip:port", time.time() they were read)
 Deliver = Callable[[list[bytes | FrameError], str, float], None]
 
@@ -39,6 +40,7 @@ class TcpListener:
             self.tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             self.tls.load_cert_chain(certfile, keyfile)
         self.connections = 0
+        self.refused = 0
 
     def run(self, deliver: Deliver, stop: threading.Event,
             idle: Callable[[], None] | None = None) -> None:
@@ -56,6 +58,13 @@ class TcpListener:
                 if stop.is_set():
                     break
                 raise
+            threads = [t for t in threads if t.is_alive()]
+            if len(threads) >= MAX_CONNECTIONS:  # a thread each: bounded
+                log.warning("TCP %s:%d: %d connections open, refusing more", *peer[:2],
+                            len(threads))
+                conn.close()
+                self.refused += 1
+                continue
             t = threading.Thread(target=self._serve, args=(conn, peer, deliver, stop),
                                  name=f"tcp-{peer[0]}:{peer[1]}", daemon=True)
             t.start()
