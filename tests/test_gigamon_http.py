@@ -94,6 +94,13 @@ def test_parallel_writers(tmp_path: Path) -> None:
             statuses = list(pool.map(lambda b: post(port, b, AUTH)[0], batches))
         assert statuses == [200] * 8
         assert serve.total("_input:ami") == 8 * 25
+        # the same batch from several writers at once (a retry racing the original)
+        same = orjson.dumps([{**c, "id": f"same-{i}"} for i, c in enumerate(CASES[:10])])
+        with cf.ThreadPoolExecutor(6) as pool:
+            answers = list(pool.map(lambda _: post(port, same, AUTH), range(6)))
+        assert [a[0] for a in answers] == [200] * 6
+        assert sum(a[1]["stored"] for a in answers) == 10
+        assert serve.total("_input:ami") == 8 * 25 + 10
 
 
 def test_https(tmp_path: Path) -> None:

@@ -188,28 +188,33 @@ def create_app(name: str, cfg: HttpInput, store: Store, seen: Callable[[str], bo
         except PushError as e:
             return refuse(e)
         digest = hashlib.sha256(raw).hexdigest()
+        # the same body sent again while the first is being stored waits for that one
         with lock:
-            fut = inflight.get(digest)
-            first = fut is None
-        if first:
-            if await loop.run_in_executor(None, seen, digest):
-                metrics.push_duplicates.labels(name).inc()
-                return JSONResponse({"stored": 0, "duplicate": True})
-            fut = await loop.run_in_executor(None, store, Batch(records, digest))
-            with lock:
-                inflight[digest] = fut
-        assert fut is not None
-        try:
-            await asyncio.wrap_future(fut)
-        except Exception as e:  # noqa: BLE001 - the sender retries on 503
-            return refuse(PushError(503, "not_stored", f"batch not stored: {e}"))
-        finally:
-            if first:
-                with lock:
-                    inflight.pop(digest, None)
-        if not first:
+            earlier = inflight.get(digest)
+            if earlier is None:
+                mine: cf.Future[None] = cf.Future()
+                inflight[digest] = mine
+        if earlier is not None:
+            try:
+                await asyncio.wrap_future(earlier)
+            except Exception as e:  # noqa: BLE001 - the sender retries on 503
+                return refuse(PushError(503, "not_stored", f"batch not stored: {e}"))
             metrics.push_duplicates.labels(name).inc()
             return JSONResponse({"stored": 0, "duplicate": True})
+        try:
+            if await loop.run_in_executor(None, seen, digest):
+                mine.set_result(None)
+                metrics.push_duplicates.labels(name).inc()
+                return JSONResponse({"stored": 0, "duplicate": True})
+            stored = await loop.run_in_executor(None, store, Batch(records, digest))
+            await asyncio.wrap_future(stored)
+            mine.set_result(None)
+        except Exception as e:  # noqa: BLE001 - e.g. the pipeline stopped: retry later
+            mine.set_exception(e)
+            return refuse(PushError(503, "not_stored", f"batch not stored: {e}"))
+        finally:
+            with lock:
+                inflight.pop(digest, None)
         return JSONResponse({"stored": len(records)})
 
     return app
