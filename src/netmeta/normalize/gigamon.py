@@ -29,7 +29,7 @@ import math
 import re
 from collections.abc import Callable, Iterable
 from decimal import Decimal
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 from typing import Any
 
@@ -81,9 +81,14 @@ def _ciphers() -> dict[str, list[str]]:
 # ---------------------------------------------------------------- document paths
 
 
+@lru_cache(maxsize=4096)
+def _parts(path: str) -> tuple[str, ...]:
+    return tuple(path.split("."))
+
+
 def _get(doc: Doc, path: str) -> Any:
     cur: Any = doc
-    for part in path.split("."):
+    for part in _parts(path):
         if not isinstance(cur, dict) or part not in cur:
             return None
         cur = cur[part]
@@ -91,7 +96,7 @@ def _get(doc: Doc, path: str) -> Any:
 
 
 def _set(doc: Doc, path: str, value: Any) -> None:
-    *parents, leaf = path.split(".")
+    *parents, leaf = _parts(path)
     cur = doc
     for part in parents:
         cur = cur.setdefault(part, {})
@@ -429,15 +434,19 @@ def _macs(doc: Doc) -> None:
 
 
 def _drop_empty(value: Any) -> bool:
-    """The pipeline's painless_remove_null: drop null/"" and containers left empty."""
+    """The pipeline's painless_remove_null: drop null/"" and containers left empty.
+    Scalars are tested inline: most of a document is strings and numbers."""
     if value is None or value == "":
         return True
     if isinstance(value, dict):
-        for key in [k for k, v in value.items() if _drop_empty(v)]:
+        dead = [k for k, v in value.items()
+                if v is None or v == "" or (type(v) in (dict, list) and _drop_empty(v))]
+        for key in dead:
             del value[key]
         return not value
     if isinstance(value, list):
-        value[:] = [v for v in value if not _drop_empty(v)]
+        value[:] = [v for v in value if not (
+            v is None or v == "" or (type(v) in (dict, list) and _drop_empty(v)))]
         return not value
     return False
 
