@@ -332,12 +332,20 @@ def _split(doc: Mapping[str, Any], prefix: str, typed: dict[str, Any]) -> dict[s
             except (ValueError, TypeError, OverflowError):
                 pass
         if isinstance(v, dict):
+            if name + "." not in _PARENTS:  # no typed field below: kept whole, not walked
+                rest[k] = v
+                continue
             sub = _split(v, name + ".", typed)
             if sub:
                 rest[k] = sub
         else:
             rest[k] = v
     return rest
+
+
+# "source.", "source.geo.", ...: the objects that hold typed fields somewhere below
+_PARENTS = frozenset(".".join(name.split(".")[:i]) + "."
+                     for name in FIELDS for i in range(1, name.count(".") + 1))
 
 
 def from_documents(
