@@ -175,6 +175,13 @@ def test_input_defaults_and_errors(tmp_path: Path) -> None:
         ("  a: {type: netflow, custom_definitions: [/nonexistent.yml]}\n",
          "inputs.a.custom_definitions[0]"),
         ("  a: {type: netflow, port: 70000}\n", "inputs.a.port"),
+        ("  a: {type: syslog, tls: {cert: /etc/hostname, key: /etc/hostname}}\n",
+         "inputs.a.tls"),  # TLS over UDP
+        ("  a: {type: syslog, protocol: tcp, tls: {cert: /etc/hostname}}\n", "inputs.a.tls"),
+        ("  a: {type: gigamon_ami, http: {tls: {cert: /nonexistent, key: /nonexistent}}}\n",
+         "inputs.a.http.tls.cert"),
+        ("  a: {type: gigamon_ami, http: {secret: {header: X-S}}}\n", "inputs.a.http.secret"),
+        ("  a: {type: gigamon_ami, http: {path: ami}}\n", "inputs.a.http.path"),
     ]:
         cfg.write_text("inputs:\n" + body)
         with pytest.raises(ConfigError, match=re.escape(key)):

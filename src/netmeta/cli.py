@@ -116,6 +116,8 @@ def serve(cfg: Config) -> None:
         stop.set()
         for s in sources:
             getattr(s, "close", lambda: None)()
+        for p in pushers:
+            p.stop()
         pipeline.close()
         store.close()
         raise click.ClickException(message)
@@ -152,8 +154,6 @@ def serve(cfg: Config) -> None:
         try:
             push.start()
         except OSError as e:
-            for p in pushers:
-                p.stop()
             abort(f"input {push.input_name}: {e} (key inputs.{push.input_name}.port)")
         log.info("input %s (%s): HTTP%s %s:%d%s", push.input_name, push.inp.type,
                  "S" if push.inp.http.tls.cert else "", *push.address, push.inp.http.path)
@@ -161,8 +161,6 @@ def serve(cfg: Config) -> None:
     try:
         http.start()
     except OSError as e:
-        for p in pushers:
-            p.stop()
         abort(f"http: {e} (key http.port)")
     for src in sources:
         src.start()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -274,14 +275,9 @@ def check(cfg: Config) -> None:
             fail(f"inputs.{name}.index_set", f"no index set {inp.index_set!r} "
                  f"(defined: {', '.join(sorted(sets))})")
         if inp.syslog:
-            if bool(inp.tls.cert) != bool(inp.tls.key):
-                fail(f"inputs.{name}.tls", "give both cert and key")
+            _check_tls(inp.tls, f"inputs.{name}.tls", fail)
             if inp.tls.cert and inp.protocol != "tcp":
                 fail(f"inputs.{name}.tls", "TLS needs protocol: tcp")
-            for k in ("cert", "key"):
-                path = getattr(inp.tls, k)
-                if path and not Path(path).is_file():
-                    fail(f"inputs.{name}.tls.{k}", f"no such file: {path}")
             if not 512 <= inp.max_message <= 1 << 24:
                 fail(f"inputs.{name}.max_message", "must be 512 bytes to 16 MiB")
         if (inp.udp or inp.pushed or inp.syslog) and not 0 < inp.listen_port < 65536:
@@ -294,12 +290,7 @@ def check(cfg: Config) -> None:
                 fail(f"inputs.{name}.http.secret", "give both header and value")
             if bool(h.hmac.header) != bool(h.hmac.key):
                 fail(f"inputs.{name}.http.hmac", "give both header and key")
-            if bool(h.tls.cert) != bool(h.tls.key):
-                fail(f"inputs.{name}.http.tls", "give both cert and key")
-            for k in ("cert", "key"):
-                path = getattr(h.tls, k)
-                if path and not Path(path).is_file():
-                    fail(f"inputs.{name}.http.tls.{k}", f"no such file: {path}")
+            _check_tls(h.tls, f"inputs.{name}.http.tls", fail)
             for k in ("max_body", "max_decompressed", "max_entries"):
                 if getattr(h, k) < 1:
                     fail(f"inputs.{name}.http.{k}", "must be at least 1")
@@ -336,3 +327,12 @@ def check(cfg: Config) -> None:
             compile_where(s.rule)
         except KQLError as e:
             fail(f"streams[{i}].rule", f"invalid KQL: {e}")
+
+
+def _check_tls(tls: Tls, key: str, fail: Callable[[str, str], None]) -> None:
+    if bool(tls.cert) != bool(tls.key):
+        fail(key, "give both cert and key")
+    for k in ("cert", "key"):
+        path = getattr(tls, k)
+        if path and not Path(path).is_file():
+            fail(f"{key}.{k}", f"no such file: {path}")

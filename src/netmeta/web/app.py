@@ -88,4 +88,5 @@ class HttpServer:
 
     def stop(self) -> None:
         self.server.should_exit = True
-        self.thread.join(timeout=10)
+        if self.thread.is_alive():  # not started, or failed to: nothing to wait for
+            self.thread.join(timeout=10)
