@@ -12,15 +12,15 @@ import json
 from typing import Any
 
 import pytest
-import yaml
 
 from netmeta.event import flatten
 from netmeta.normalize.gigamon import normalize_cef, normalize_record
 
-from .conftest import PEER, ROOT
+from .conformance import allowlist, compare
+from .conftest import PEER
 
 CASES = PEER / "gigamon" / "pipeline"
-ALLOW = yaml.safe_load((ROOT / "tests" / "conformance_allowlist.yml").read_text())["gigamon"]
+ALLOW = allowlist("gigamon")
 
 
 def _load(name: str, key: str) -> list[dict[str, Any]]:
@@ -36,41 +36,15 @@ def _pairs() -> list[tuple[dict[str, Any], dict[str, Any]]]:
     return list(zip(ami + cef, expected, strict=True))
 
 
-def _ignored(key: str) -> bool:
-    return any(key == p or key.startswith(p + ".") for p in ALLOW["ignored"])
-
-
-def _same(got: Any, want: Any) -> bool:
-    return got == want and type(got) is type(want)
-
-
 def test_all_cases_match_field_by_field() -> None:
     pairs = _pairs()
-    matched = total = 0
-    problems: list[str] = []
-    used: set[str] = set()
-    for i, (got, want) in enumerate(pairs):
-        g, w = flatten(got), flatten(want)
-        for key, value in w.items():
-            if _ignored(key):
-                continue
-            total += 1
-            if key in ALLOW["absent"]:
-                used.add(key)
-            elif _same(g.get(key), value):
-                matched += 1
-            else:
-                problems.append(f"case {i}: {key}: got {g.get(key)!r}, expected {value!r}")
-        for key in g.keys() - w.keys():
-            if key in ALLOW["added"]:
-                used.add(key)
-            elif not _ignored(key):
-                problems.append(f"case {i}: {key}: not in the expected document")
-    print(f"gigamon conformance: {matched}/{total} expected fields matched in {len(pairs)} cases")
-    assert problems == []
+    c = compare(pairs, ALLOW)
+    print(f"gigamon conformance: {c.matched}/{c.total} expected fields matched in "
+          f"{len(pairs)} cases")
+    assert c.problems == []
     absent = sum(1 for _, w in pairs for k in flatten(w) if k in ALLOW["absent"])
-    assert matched + absent == total
-    stale = (set(ALLOW["added"]) | set(ALLOW["absent"])) - used
+    assert c.matched + absent == c.total
+    stale = c.stale(ALLOW)
     assert not stale, f"allow-list entries never needed: {sorted(stale)}"
 
 

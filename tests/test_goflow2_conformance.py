@@ -18,10 +18,11 @@ from netmeta.config import Config, Input, InputEnrich
 from netmeta.event import Origin, flatten, to_documents
 from netmeta.worker import EnrichSpec, Job, Processor
 
-from .conftest import GEOIP, PEER, ROOT
+from .conformance import allowlist, compare
+from .conftest import GEOIP, PEER
 
 CASE = PEER / "goflow2" / "pipeline" / "test-goflow2-sflow-sample.log"
-ALLOW = yaml.safe_load((ROOT / "tests" / "conformance_allowlist.yml").read_text())["goflow2.sflow"]
+ALLOW = allowlist("goflow2.sflow")
 
 
 def _processor(enrich: InputEnrich | None = None) -> Processor:
@@ -52,29 +53,11 @@ def test_all_twelve_cases_match_field_by_field() -> None:
     expected = _expected()
     docs = _documents(_processor())
     assert len(expected) == 12 and len(docs) == 12
-    matched = total = 0
-    problems: list[str] = []
-    used: set[str] = set()
-    for i, (got, want) in enumerate(zip(docs, expected, strict=True)):
-        g, w = flatten(got), flatten(want)
-        for key, value in w.items():
-            total += 1
-            if key in ALLOW["absent"]:
-                used.add(key)
-                continue
-            if g.get(key) == value and type(g.get(key)) is type(value):
-                matched += 1
-            else:
-                problems.append(f"case {i}: {key}: got {g.get(key)!r}, expected {value!r}")
-        for key in g.keys() - w.keys():
-            if key in ALLOW["added"]:
-                used.add(key)
-            else:
-                problems.append(f"case {i}: {key}: not in the expected document")
-    print(f"goflow2 conformance: {matched}/{total} expected fields matched in 12 cases")
-    assert problems == []
-    assert matched == total
-    stale = (set(ALLOW["added"]) | set(ALLOW["absent"])) - used
+    c = compare(zip(docs, expected, strict=True), ALLOW)
+    print(f"goflow2 conformance: {c.matched}/{c.total} expected fields matched in 12 cases")
+    assert c.problems == []
+    assert c.matched == c.total
+    stale = c.stale(ALLOW)
     assert not stale, f"allow-list entries never needed: {sorted(stale)}"
 
 
