@@ -334,15 +334,23 @@ def cef_sender(port: int, connections: int, duration: float, conn: Connection) -
     conn.send((sum(counts), start, time.monotonic()))
 
 
-def run_cef_sender(port: int, connections: int, duration: float
-                   ) -> tuple[mp.process.BaseProcess, Connection]:
+def run_cef_sender(port: int, connections: int, duration: float, patience: float
+                   ) -> tuple[Any, ...]:
+    """Run the CEF sender in a process of its own; its (sent, start, end) once done."""
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe()
     p = ctx.Process(target=cef_sender, args=(port, connections, duration, child),
                     daemon=True)
     p.start()
     child.close()
-    return p, parent
+    try:
+        if not parent.poll(duration + patience):
+            raise RuntimeError("CEF sender did not finish")
+        return tuple(parent.recv())
+    finally:
+        p.join(10)
+        if p.is_alive():
+            p.kill()
 
 
 def bare_tcp(connections: int, conn: Connection) -> None:
@@ -391,15 +399,7 @@ def cef_bare(connections: int, duration: float) -> tuple[int, float]:
         if not parent.poll(60):
             raise RuntimeError("bare TCP server did not start")
         port = parent.recv()
-        snd, sconn = run_cef_sender(port, connections, duration)
-        try:
-            if not sconn.poll(duration + 120):
-                raise RuntimeError("CEF sender did not finish")
-            sent, start, _ = sconn.recv()
-        finally:
-            snd.join(10)
-            if snd.is_alive():
-                snd.kill()
+        sent, start, _ = run_cef_sender(port, connections, duration, 120)
         if not parent.poll(60):
             raise RuntimeError("bare TCP server did not finish")
         lines, last = parent.recv()
@@ -626,15 +626,8 @@ def main() -> None:
                     show_http(f"netmeta, {'gzip' if gz else 'plain JSON'}:", r)
             if not args.skip_cef:
                 s0 = srv.stored()
-                snd, sconn = run_cef_sender(sys_port, args.connections, duration)
-                try:
-                    if not sconn.poll(duration + 180):
-                        raise RuntimeError("CEF sender did not finish")
-                    sent, start, send_end = sconn.recv()
-                finally:
-                    snd.join(10)
-                    if snd.is_alive():
-                        snd.kill()
+                sent, start, send_end = run_cef_sender(sys_port, args.connections, duration,
+                                                       180)
                 deadline = time.monotonic() + 120
                 got, last, since = 0.0, -1.0, time.monotonic()
                 while time.monotonic() < deadline:
