@@ -245,3 +245,16 @@ def test_udp_source_holds_datagrams_while_the_pipeline_is_full(tmp_path: Path) -
     src.close()
     rows = sum(t.num_rows for t in out)
     assert rows == 2 * kept  # a flow and a counter sample per datagram
+
+
+def test_sflow_from_a_pcap_capture(tmp_path: Path) -> None:
+    from .test_netflow_ingest import _capture
+
+    capture = tmp_path / "sflow.pcap"
+    _capture(capture, [(_sflow_datagram(seq), "192.0.2.50", 6343) for seq in (1, 2, 3)]
+             + [(b"\x12\x34 not sflow", "192.0.2.51", 5353)])  # other UDP: passed over
+    p = subprocess.run([NETMETA, "ingest", "--format", "sflow", "--stdout", str(capture)],
+                       check=True, capture_output=True)
+    docs = [orjson.loads(x) for x in p.stdout.splitlines()]
+    assert sorted(d["event"]["action"] for d in docs) == ["SFLOW_5"] * 3 + ["sflow_counters"] * 3
+    assert {d["sflow"]["sequence_num"] for d in docs} == {1, 2, 3}
