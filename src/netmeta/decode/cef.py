@@ -28,6 +28,7 @@ from __future__ import annotations
 import csv
 import ipaddress
 import re
+import socket
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -89,6 +90,26 @@ def key_table() -> tuple[dict[str, KeySpec], dict[str, KeySpec]]:
     return by_key, by_full
 
 
+@lru_cache(maxsize=1)
+def full_names() -> dict[str, str]:
+    """Lower-cased short key -> full name (the lookup ``expand`` does for every extension)."""
+    return {key: spec.full_name for key, spec in key_table()[0].items()}
+
+
+@lru_cache(maxsize=1)
+def ecs_copies() -> dict[str, tuple[str, Callable[[str], Any]]]:
+    """Full name -> (ECS field, converter) for the extensions that have an ECS copy.
+
+    A translation, when the row has one, takes the place of the type's converter.
+    """
+    return {
+        name: (spec.ecs_field,
+               TRANSLATORS[spec.ecs_translate] if spec.ecs_translate else CONVERTERS[spec.type])
+        for name, spec in key_table()[1].items()
+        if spec.ecs_field
+    }
+
+
 # --- scanning -----------------------------------------------------------------------------
 
 
@@ -129,8 +150,23 @@ def scan_severity(data: str, pos: int) -> tuple[str | None, int, str | None]:
     return data[pos:i], i + 1, None
 
 
+# The usual header: no backslash in any field, so no escapes and no escape errors.
+PLAIN_HEADER_RE = re.compile(r"CEF:([0-9]+)\|" + r"([^|\\]*)\|" * 5 + r"([A-Za-z0-9-]*)\|")
+
+
 def scan_header(data: str) -> tuple[Parsed, int | None]:
     """Parse ``CEF:N|...|sev|``; returns the parse and where extensions start (None: stop)."""
+    m = PLAIN_HEADER_RE.match(data)
+    if m is not None:
+        version, *fields, severity = m.groups()
+        header = dict(zip(HEADER_FIELDS, fields, strict=True))
+        header["severity"] = severity
+        return Parsed(version=go_atoi_clamped(version), header=header), m.end()
+    return scan_header_slow(data)
+
+
+def scan_header_slow(data: str) -> tuple[Parsed, int | None]:
+    """Character by character: escapes, and the exact position of any error."""
     m = VERSION_RE.match(data)
     if m is None or m.end() >= len(data) or data[m.end()] != "|":
         # Filebeat only records the version once its pipe is seen; without it nothing is valid.
@@ -197,26 +233,26 @@ def find_next_key(data: str, pos: int) -> int | None:
 NEXT_KEY_RE = re.compile(r" [A-Za-z0-9_][A-Za-z0-9_.,\[\]]*=")
 
 
+# Value text up to its first unescaped '=' or unknown escape: plain runs and valid escapes.
+VALUE_RUN_RE = re.compile(r"(?:[^=\\]+|\\[=\\nr])*")
+
+
 def scan_value(data: str, start: int) -> tuple[int, int | None, int | None]:
     """Scan a value from ``start``.
 
     Returns (end of value, index of the next key or None at end of input, error pos or None).
     The value is ``data[start:end]`` (escapes still in place).
     """
-    i, n = start, len(data)
-    while i < n:
-        c = data[i]
-        if c == "\\":
-            if i + 1 < n and data[i + 1] in VALUE_ESCAPES:
-                i += 2
-                continue
-            return i, None, min(i + 1, n)
-        if c == "=":
-            key_at = key_before(data, start, i)
-            if key_at is None:
-                return i, None, i
-            return key_at - 1, key_at, None
-        i += 1
+    n = len(data)
+    i = VALUE_RUN_RE.match(data, start).end()
+    if i < n and data[i] == "\\":
+        # An escape Filebeat does not know, or a backslash ending the input.
+        return i, None, min(i + 1, n)
+    if i < n:  # the first unescaped '=': it must end a `` key``
+        key_at = key_before(data, start, i)
+        if key_at is None:
+            return i, None, i
+        return key_at - 1, key_at, None
     end = n
     while end > start and data[end - 1] in WHITESPACE:
         end -= 1
@@ -236,11 +272,37 @@ def scan_key(data: str, pos: int) -> tuple[str | None, int]:
 KEY_AT_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.,\[\]]*")
 
 
+def split_plain_extensions(text: str) -> list[tuple[str, str]] | None:
+    """Extensions without backslashes: every '=' ends a key, so split on them.
+
+    Each chunk between two '=' is ``value key``; None when some key is malformed, leaving
+    the error report to :func:`scan_extensions`.
+    """
+    chunks = text.split("=")
+    key = chunks[0]
+    if len(chunks) < 2 or not KEY_RE.match(key):
+        return None
+    pairs = []
+    for chunk in chunks[1:-1]:
+        value, space, next_key = chunk.rpartition(" ")
+        if not space or not KEY_RE.match(next_key):
+            return None
+        pairs.append((key, value))
+        key = next_key
+    pairs.append((key, chunks[-1].rstrip(WHITESPACE)))
+    return pairs
+
+
 def scan_extensions(data: str, pos: int, parsed: Parsed) -> None:
     """Read ``key=value`` pairs from ``pos`` to the end into ``parsed``."""
     n = len(data)
     if pos >= n:
         return
+    if data.find("\\", pos) < 0:
+        pairs = split_plain_extensions(data[pos:].lstrip(" "))
+        if pairs is not None:
+            parsed.extensions = pairs
+            return
     while pos < n and data[pos] == " ":
         pos += 1
     while True:
@@ -276,10 +338,18 @@ def parse(cef: str) -> Parsed:
 # --- typed values ---------------------------------------------------------------------------
 
 OCTAL_RE = re.compile(r"[+-]?0[0-9_]")
+# Unsigned decimal without a leading zero, short enough for any int64: int() reads it as Go does.
+PLAIN_DECIMAL_RE = re.compile(r"(?:0|[1-9][0-9]{0,18})\Z")
+INT_LIMITS = {bits: 2 ** (bits - 1) for bits in (32, 64)}
 
 
 def go_int(value: str, bits: int) -> int:
     """``strconv.ParseInt(v, 0, bits)``: base prefixes, leading-0 octal, no spaces."""
+    if PLAIN_DECIMAL_RE.match(value):  # ports, counts, protocol numbers
+        number = int(value)
+        if number < INT_LIMITS[bits]:
+            return number
+        raise ValueError(f'strconv.ParseInt: parsing "{value}": value out of range')
     if not value.isascii() or value != value.strip() or not value:
         raise ValueError(f'strconv.ParseInt: parsing "{value}": invalid syntax')
     text = value
@@ -313,12 +383,27 @@ def float32(value: str) -> float:
     return float(struct.unpack("f", struct.pack("f", go_float(value)))[0])
 
 
+def is_plain_ip(value: str) -> bool:
+    """Cheap exact acceptance of the usual forms: ``inet_pton`` accepts no text that
+    ``ipaddress`` rejects (no leading zeros, 4 dotted decimals, at most 4 hex digits a group);
+    IPv6 with an embedded IPv4 tail is left to ``ipaddress``."""
+    family = socket.AF_INET6 if ":" in value else socket.AF_INET
+    if family == socket.AF_INET6 and "." in value:
+        return False
+    try:
+        socket.inet_pton(family, value)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
 def valid_ip(value: str) -> str:
     """``net.ParseIP``: plain IPv4/IPv6 text, no zone; the text itself is kept."""
     try:
         if "%" in value or not value.isascii():
             raise ValueError
-        ipaddress.ip_address(value)
+        if not is_plain_ip(value):  # rejected or unusual: ``ipaddress`` has the last word
+            ipaddress.ip_address(value)
     except ValueError:
         raise ValueError("value is not a valid IP address") from None
     return value
@@ -412,18 +497,14 @@ TRANSLATORS: dict[str, Callable[[str], Any]] = {
 }
 
 
-def ecs_value(spec: KeySpec, raw: str) -> Any:
-    """The typed ECS value of an extension (None: leave the ECS field out)."""
-    if spec.ecs_translate:
-        return TRANSLATORS[spec.ecs_translate](raw)
-    return CONVERTERS[spec.type](raw)
-
-
 # --- document -------------------------------------------------------------------------------
 
 
 def put(doc: dict[str, Any], path: str, value: Any) -> None:
     """Set a dotted path, creating objects; a scalar in the way is replaced (last one wins)."""
+    if "." not in path:  # most extension names are flat
+        doc[path] = value
+        return
     *parents, leaf = path.split(".")
     node = doc
     for part in parents:
@@ -436,35 +517,48 @@ def put(doc: dict[str, Any], path: str, value: Any) -> None:
 
 def full_name(key: str) -> str:
     """Short key -> dictionary name; unknown (vendor) keys stay as written."""
-    spec = key_table()[0].get(key.lower())
-    return spec.full_name if spec else key
+    return full_names().get(key.lower(), key)
 
 
 def expand(extensions: list[tuple[str, str]]) -> dict[str, str]:
     """Full names in input order; empty values dropped (Filebeat's remove-empty option)."""
-    out: dict[str, str] = {}
-    for key, value in extensions:
-        if value != "":
-            out[full_name(key)] = value
-    return out
+    names = full_names()
+    return {names.get(key.lower(), key): value for key, value in extensions if value != ""}
+
+
+# (output name, header field) pairs, in output order.
+DEVICE_FIELDS = (("vendor", "vendor"), ("product", "product"), ("version", "device_version"),
+                 ("event_class_id", "event_class_id"))
+OBSERVER_FIELDS = (("vendor", "vendor"), ("product", "product"), ("version", "device_version"))
+
+
+def non_empty(header: dict[str, str], fields: tuple[tuple[str, str], ...]) -> dict[str, str]:
+    """The header fields that are set, renamed; empty ones are left out."""
+    return {out: header[name] for out, name in fields if header.get(name)}
 
 
 def cef_object(parsed: Parsed, extensions: dict[str, str]) -> dict[str, Any]:
     """The ``cef`` object: header fields (non-empty only) and nested extensions."""
     h = parsed.header
     obj: dict[str, Any] = {"version": parsed.version}
-    for path, name in (("device.vendor", "vendor"), ("device.product", "product"),
-                       ("device.version", "device_version"),
-                       ("device.event_class_id", "event_class_id"),
-                       ("name", "name"), ("severity", "severity")):
+    device = non_empty(h, DEVICE_FIELDS)
+    if device:
+        obj["device"] = device
+    for name in ("name", "severity"):
         if h.get(name):
-            put(obj, path, h[name])
+            obj[name] = h[name]
     if extensions:
         ext: dict[str, Any] = {}
         for key, value in extensions.items():
-            put(ext, key, value)
+            if "." in key:
+                put(ext, key, value)
+            else:  # flat, the usual case: skip the call
+                ext[key] = value
         obj["extensions"] = ext
     return obj
+
+
+SIGNED_DIGITS_RE = re.compile(r"[+-]?[0-9]+")
 
 
 def severity_number(severity: str) -> int | None:
@@ -472,19 +566,24 @@ def severity_number(severity: str) -> int | None:
     word = SEVERITY_WORDS.get(severity.lower())
     if word is not None:
         return word
-    if not re.fullmatch(r"[+-]?[0-9]+", severity) or len(severity.lstrip("+-0")) > 19:
+    if not SIGNED_DIGITS_RE.fullmatch(severity) or len(severity.lstrip("+-0")) > 19:
         return None
     number = int(severity)
     return number if -INT64_MAX - 1 <= number <= INT64_MAX else None
 
 
 def header_ecs(doc: dict[str, Any], header: dict[str, str]) -> None:
-    """observer.*, event.code, message (the CEF name) and event.severity."""
-    for path, name in (("observer.vendor", "vendor"), ("observer.product", "product"),
-                       ("observer.version", "device_version"), ("event.code", "event_class_id"),
-                       ("message", "name")):
-        if header.get(name):
-            put(doc, path, header[name])
+    """observer.*, event.code, message (the CEF name) and event.severity.
+
+    Runs first on a ``doc`` holding only ``cef``, so the objects can be assigned whole.
+    """
+    observer = non_empty(header, OBSERVER_FIELDS)
+    if observer:
+        doc["observer"] = observer
+    if header.get("event_class_id"):
+        doc["event"] = {"code": header["event_class_id"]}
+    if header.get("name"):
+        doc["message"] = header["name"]
     sev = severity_number(header.get("severity", ""))
     if header.get("severity") and sev is not None:
         put(doc, "event.severity", sev)
@@ -492,22 +591,25 @@ def header_ecs(doc: dict[str, Any], header: dict[str, str]) -> None:
 
 def extensions_ecs(doc: dict[str, Any], extensions: dict[str, str], errors: list[str]) -> None:
     """Copy mapped extensions to their ECS fields; bad values become errors, not fields."""
-    by_full = key_table()[1]
+    copies = ecs_copies()
     for name, raw in extensions.items():
-        spec = by_full.get(name)
-        if spec is None or not spec.ecs_field:
+        copy = copies.get(name)
+        if copy is None:
             continue
+        ecs_field, convert = copy
         try:
-            value = ecs_value(spec, raw)
+            value = convert(raw)
         except ValueError as exc:
             errors.append(f"{name}: {exc}")
             continue
         if value is not None:
-            put(doc, spec.ecs_field, value)
+            put(doc, ecs_field, value)
 
 
 def add_errors(doc: dict[str, Any], errors: list[str]) -> None:
     """error.message: one string, or the de-duplicated list when there are several."""
+    if not errors:  # the usual case
+        return
     unique = list(dict.fromkeys(errors))
     if unique:
         put(doc, "error.message", unique[0] if len(unique) == 1 else unique)
