@@ -6,9 +6,9 @@ import struct
 
 from netmeta.decode import netflow
 from netmeta.decode.templates import TemplateState
-from netmeta.event import to_documents
+from netmeta.event import exporter_ip, to_documents
 from netmeta.normalize import netflow as normalize
-from netmeta.normalize.exporters import Exporters, exporter_ip
+from netmeta.normalize.exporters import Exporters
 
 from .test_decode_netflow import a_set, specs, v9_datagram
 

@@ -12,7 +12,8 @@ import dpkt
 
 from netmeta.config import Config, Input
 from netmeta.event import flatten
-from netmeta.pipeline import Pipeline, build_store, datagram_jobs
+from netmeta.inputs import datagram_jobs
+from netmeta.pipeline import Pipeline, build_store
 from netmeta.query import search as q
 
 from .conftest import PEER

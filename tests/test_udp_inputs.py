@@ -215,7 +215,8 @@ def test_udp_source_holds_datagrams_while_the_pipeline_is_full(tmp_path: Path) -
 
     from netmeta import metrics
     from netmeta.config import Input
-    from netmeta.pipeline import Pipeline, UdpSource
+    from netmeta.inputs import UdpSource
+    from netmeta.pipeline import Pipeline
     from netmeta.sources.udp import Datagrams
 
     cfg = load(None, data_dir=str(tmp_path / "data"))

@@ -100,7 +100,8 @@ def _open_store(cfg: Config, read_only: bool = False) -> Any:
 @common
 def serve(cfg: Config) -> None:
     """Run the collector: inputs, pipeline, store and the HTTP port."""
-    from netmeta.pipeline import Pipeline, PushSource, TailSource, TcpSource, UdpSource
+    from netmeta.inputs import PushSource, TailSource, TcpSource, UdpSource
+    from netmeta.pipeline import Pipeline
     from netmeta.web.app import HttpServer, create_app
 
     store = _open_store(cfg)
@@ -220,7 +221,8 @@ def ingest(cfg: Config, fmt: str, exporter: str, input_name: str | None, to_stdo
            progress: bool | None, files: tuple[str, ...]) -> None:
     """Import FILE... ('-' for stdin) through the same pipeline as serve."""
     from netmeta.config import Input
-    from netmeta.pipeline import Pipeline, datagram_jobs, job_from_chunk, ndjson_sink
+    from netmeta.inputs import datagram_jobs, job_from_chunk
+    from netmeta.pipeline import Pipeline, ndjson_sink
     from netmeta.sources.files import read_file
 
     name = input_name or fmt

@@ -167,6 +167,12 @@ def _identity(a: pa.Array) -> tuple[Any, ...]:
             tuple(b.address if b is not None else 0 for b in a.buffers()))
 
 
+def exporter_ip(address: str) -> str:
+    """"192.0.2.1:2055" or "[2001:db8::1]:2055" → the address."""
+    host = address.rsplit(":", 1)[0] if address.count(":") == 1 or "]" in address else address
+    return host.strip("[]")
+
+
 def remember_ip_keys(a: pa.Array, rows: np.ndarray, keys: np.ndarray) -> None:
     """What :func:`distinct_ip_keys` would compute for ``a``, from a decoder that had the
     addresses in binary form: later stages then never parse the text."""

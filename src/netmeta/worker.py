@@ -39,9 +39,10 @@ from netmeta.event import (
     flatten,
     from_documents,
 )
-from netmeta.normalize import goflow2
+from netmeta.normalize import gigamon, goflow2
 from netmeta.normalize import netflow as netflow_normalize
 from netmeta.normalize import sflow as sflow_normalize
+from netmeta.normalize import syslog as syslog_normalize
 from netmeta.normalize.exporters import Exporters
 from netmeta.route.streams import Router, Stream
 from netmeta.store.duckdb import Position
@@ -238,8 +239,6 @@ class Processor:
         return table
 
     def _syslog(self, job: Job, fails: list[Failure]) -> pa.Table | None:
-        from netmeta.normalize import syslog as syslog_normalize
-
         fails += [Failure(job.input, f"syslog: {why}", head) for why, head in job.rejects]
         docs, ids, failed = syslog_normalize.normalize(
             job.datagrams, job.times, job.input, job.transport or "udp")
@@ -249,8 +248,6 @@ class Processor:
     def _pushed(self, job: Job, fails: list[Failure]) -> pa.Table | None:
         """A pushed batch of AMI records (JSON array): one document per record; ids from
         the batch digest, so that the same batch always has the same ids."""
-        from netmeta.normalize import gigamon
-
         docs: list[dict[str, Any]] = []
         ids: list[str] = []
         for i, record in enumerate(orjson.loads(job.data)):

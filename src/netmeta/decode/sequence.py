@@ -23,6 +23,7 @@ import numpy as np
 import pyarrow.compute as pc
 
 from netmeta.decode import sflow, templates
+from netmeta.event import exporter_ip
 
 MOD = 1 << 32
 HALF = 1 << 31
@@ -132,8 +133,6 @@ _PROTOCOLS = {5: "netflow_v5", 9: "netflow_v9", 10: "ipfix"}
 
 def netflow_counts(decoded: templates.Decoded, tracker: SequenceTracker
                    ) -> list[ExporterCount]:
-    from netmeta.normalize.exporters import exporter_ip
-
     out: dict[tuple[str, str], ExporterCount] = {}
     in_datagram: dict[int, int] = {}  # id(header) -> records it carried
     for b in (*decoded.data, *decoded.options):

@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from netmeta.decode.templates import Batch, Decoded
+from netmeta.event import exporter_ip
 
 _RATE_FIELDS = ("sampling_interval", "sampler_random_interval", "sampling_packet_interval",
                 "flow_sampler_random_interval")
@@ -32,12 +33,6 @@ _NAME_FIELDS = ("interface_name", "interface_description")
 V5_INTERVAL_MASK = 0x3FFF  # v5 header: 2 bits of mode, 14 bits of interval
 MAX_EXPORTERS = 65536  # sampling rates kept (spoofed sources cannot grow it unbounded)
 MAX_INTERFACES = 65536  # names kept in all (an exporter's options cannot grow it unbounded)
-
-
-def exporter_ip(address: str) -> str:
-    """"192.0.2.1:2055" or "[2001:db8::1]:2055" → the address."""
-    host = address.rsplit(":", 1)[0] if address.count(":") == 1 or "]" in address else address
-    return host.strip("[]")
 
 
 class Exporters:
