@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -112,11 +113,13 @@ def test_files_of_a_crashed_append_are_removed_and_small_files_compacted(tmp_pat
     store = Store(tmp_path)
     for _ in range(40):
         store.append(_batch(3), now=DAY1)
+        store.wait_compacted()  # merges run in the background
     # the 32nd small file triggers a merge of them all; 8 more came after
     assert q.count(store, q.Query()) == 120
     assert store.partitions()[0]["files"] == 1 + 8
     for _ in range(24):
         store.append(_batch(3), now=DAY1)
+        store.wait_compacted()
     # 32 more small files make a second merged file; the first is of a larger tier and is
     # not rewritten again (a row is merged about log32(rows) times, not once per merge)
     sizes = sorted(r for r, in store.cursor().execute("SELECT rows FROM event_files").fetchall())
@@ -147,3 +150,30 @@ def test_index_set_created_once_and_left_alone(tmp_path: Path):
     assert sets["packetbeat"] == {"name": "packetbeat", "title": "Packetbeat Logs",
                                   "retention_days": 90}
     assert "default" in sets
+
+
+def test_a_commit_does_not_wait_for_a_merge(tmp_path: Path, monkeypatch: Any) -> None:
+    import threading
+
+    from netmeta.store import duckdb as store_module
+
+    release, started = threading.Event(), threading.Event()
+    real = store_module.merge_files
+
+    def held_merge(*args: Any, **kwargs: Any) -> Any:
+        started.set()
+        assert release.wait(30)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(store_module, "merge_files", held_merge)
+    store = Store(tmp_path)
+    for _ in range(32):
+        store.append(_batch(3), now=DAY1)
+    assert started.wait(30)  # the 32nd small file started a merge, which is held
+    store.append(_batch(3), now=DAY1)  # committed while the merge waits
+    assert store.partitions()[0]["files"] == 33
+    release.set()
+    assert store.wait_compacted()
+    assert store.partitions()[0]["files"] == 2
+    assert q.count(store, q.Query()) == 99
+    store.close()

@@ -354,25 +354,40 @@ _PARENTS = frozenset(".".join(name.split(".")[:i]) + "."
                      for name in FIELDS for i in range(1, name.count(".") + 1))
 
 
+def split_document(doc: Mapping[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """One ECS document as a row: its typed column values, and the JSON of the rest."""
+    typed: dict[str, Any] = {}
+    rest = _split(doc, "", typed)
+    return typed, orjson.dumps(rest).decode() if rest else None
+
+
+def from_rows(typed: list[dict[str, Any]], extras: list[str | None], input_name: str,
+              ids: Iterable[str] | None = None) -> pa.Table:
+    """A batch from rows as :func:`split_document` makes them (typed values already in
+    their column's form)."""
+    present = {k for r in typed for k in r}
+    fields = [FIELDS[n] for n in FIELDS if n in present]
+    arrays = [pa.array([r.get(f.name) for r in typed], f.arrow_type) for f in fields]
+    names = [f.name for f in fields]
+    n = len(typed)
+    ids_list = list(ids) if ids is not None else [None] * n
+    arrays += [pa.array(ids_list, pa.string()), pa.array([input_name] * n, pa.string()),
+               pa.array(extras, pa.string())]
+    names += [META_ID, META_INPUT, META_EXTRA]
+    return pa.Table.from_arrays(arrays, names=names)
+
+
 def from_documents(
     docs: Iterable[Mapping[str, Any]], input_name: str, ids: Iterable[str] | None = None
 ) -> pa.Table:
     """Generic (per-record) path from ECS documents to a batch; fast paths build columns."""
-    rows: list[dict[str, Any]] = []
+    typed: list[dict[str, Any]] = []
+    extras: list[str | None] = []
     for doc in docs:
-        typed: dict[str, Any] = {}
-        rest = _split(doc, "", typed)
-        typed[META_EXTRA] = orjson.dumps(rest).decode() if rest else None
-        rows.append(typed)
-    present = {k for r in rows for k in r}
-    fields = [FIELDS[n] for n in FIELDS if n in present]
-    arrays = [pa.array([r.get(f.name) for r in rows], f.arrow_type) for f in fields]
-    names = [f.name for f in fields]
-    ids_list = list(ids) if ids is not None else [None] * len(rows)
-    arrays += [pa.array(ids_list, pa.string()), pa.array([input_name] * len(rows), pa.string()),
-               pa.array([r[META_EXTRA] for r in rows], pa.string())]
-    names += [META_ID, META_INPUT, META_EXTRA]
-    return pa.Table.from_arrays(arrays, names=names)
+        t, extra = split_document(doc)
+        typed.append(t)
+        extras.append(extra)
+    return from_rows(typed, extras, input_name, ids)
 
 
 # ---------------------------------------------------------------- columns -> documents

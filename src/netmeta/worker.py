@@ -38,8 +38,9 @@ from netmeta.event import (
     add_ip_keys,
     flatten,
     from_documents,
+    from_rows,
 )
-from netmeta.normalize import gigamon, goflow2
+from netmeta.normalize import gigamon_batch, goflow2
 from netmeta.normalize import netflow as netflow_normalize
 from netmeta.normalize import sflow as sflow_normalize
 from netmeta.normalize import syslog as syslog_normalize
@@ -246,21 +247,16 @@ class Processor:
         return from_documents(docs, job.input, ids) if docs else None
 
     def _pushed(self, job: Job, fails: list[Failure]) -> pa.Table | None:
-        """A pushed batch of AMI records (JSON array): one document per record; ids from
-        the batch digest, so that the same batch always has the same ids."""
-        docs: list[dict[str, Any]] = []
-        ids: list[str] = []
-        for i, record in enumerate(orjson.loads(job.data)):
-            try:
-                docs.append(_labels_to_ecs(gigamon.normalize_record(record)))
-            except Exception as e:  # noqa: BLE001 - one bad record must not cost the batch
-                fails.append(Failure(job.input, f"gigamon_ami: record {i + 1}: "
-                                     f"{type(e).__name__}: {e}", orjson.dumps(record)))
-                continue
-            ids.append(f"{job.input}:{job.digest[:32]}:{i}")
-        if not docs:
+        """A pushed batch of AMI records (JSON array): one event per record; ids from the
+        batch digest, so that the same batch always has the same ids."""
+        records = orjson.loads(job.data)
+        rows = gigamon_batch.normalize_batch(records)
+        fails += [Failure(job.input, f"gigamon_ami: record {i + 1}: {why}",
+                          orjson.dumps(records[i])) for i, why in rows.errors]
+        if not rows.typed:
             return None
-        return from_documents(docs, job.input, ids)
+        prefix = f"{job.input}:{job.digest[:32]}:"
+        return from_rows(rows.typed, rows.extras, job.input, [prefix + str(i) for i in rows.index])
 
     def _save_templates(self) -> None:
         changes, at = self._templates_saved
@@ -286,18 +282,6 @@ class Processor:
         if cid:
             table = add_community_id(table, self.spec.seed)
         return add_ip_keys(table)
-
-
-def _labels_to_ecs(doc: dict[str, Any]) -> dict[str, Any]:
-    """Key/value labels an AMX exporter attaches (its Labels option) are ECS ``labels.*``,
-    not AMI attributes."""
-    ami = doc.get("gigamon", {}).get("ami")
-    labels = ami.pop("labels", None) if isinstance(ami, dict) else None
-    if isinstance(labels, dict):
-        doc.setdefault("labels", {}).update({str(k): str(v) for k, v in labels.items()})
-    elif labels is not None:
-        ami["labels"] = labels  # not key/value: an attribute like any other
-    return doc
 
 
 def _templates_path(root: str, shard: int = 0) -> Path:

@@ -18,6 +18,7 @@ between leaves files no catalog row names; they are deleted at the next start.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -39,6 +40,8 @@ from netmeta.store.schema import (
     quote,
     schema_table_ddl,
 )
+
+log = logging.getLogger("netmeta")
 
 DB_FILE = "netmeta.duckdb"
 COMPACT_AT = 32  # files of one size tier in a partition before they are merged
@@ -97,6 +100,13 @@ class Store:
         if threads:
             self.con.execute(f"SET threads = {int(threads)}")
         self._lock = threading.Lock()  # one writer transaction at a time
+        # merges run in a thread of their own: a commit (and the client waiting for it)
+        # never waits for one
+        self._compact_cv = threading.Condition()
+        self._compact_due: dict[tuple[str, dt.date], int] = {}
+        self._compacting = False
+        self._closing = False
+        self._compactor: threading.Thread | None = None
         self.router = Router(list(streams))
         self._routes = self.router.routes()
         if not read_only:
@@ -183,8 +193,9 @@ class Store:
                 for f in written:
                     (self.root / f.path).unlink(missing_ok=True)
                 raise
-            for index_set, day in {(f.index_set, f.day) for f in written}:
-                self._maybe_compact(index_set, day, COMPACT_AT * (BUSY_FACTOR if busy else 1))
+        if written:
+            self._request_compaction({(f.index_set, f.day) for f in written},
+                                     COMPACT_AT * (BUSY_FACTOR if busy else 1))
 
     def _commit(self, written: Sequence[EventFile],
                 failures: pa.Table | None, positions: Sequence[Position],
@@ -221,16 +232,61 @@ class Store:
             con.execute("ROLLBACK")
             raise
 
-    def _maybe_compact(self, index_set: str, day: dt.date, at: int = COMPACT_AT) -> None:
-        """Merge a partition's small files, so that a day is a few large files whatever the
-        input rate (a slow input writes one file per batch timeout, a busy one per read).
+    # ------------------------------------------------------------ compaction
+
+    def _request_compaction(self, partitions: set[tuple[str, dt.date]], at: int) -> None:
+        with self._compact_cv:
+            if self._closing:
+                return
+            for part in partitions:
+                self._compact_due[part] = min(at, self._compact_due.get(part, at))
+            if self._compactor is None:
+                self._compactor = threading.Thread(target=self._compact_loop,
+                                                   name="compactor", daemon=True)
+                self._compactor.start()
+            self._compact_cv.notify()
+
+    def wait_compacted(self, timeout: float = 60.0) -> bool:
+        """Wait until no merge is due or running (tests, shutdown)."""
+        with self._compact_cv:
+            return self._compact_cv.wait_for(
+                lambda: not self._compact_due and not self._compacting, timeout)
+
+    def _compact_loop(self) -> None:
+        con = self.con.cursor()
+        try:
+            while True:
+                with self._compact_cv:
+                    self._compact_cv.wait_for(lambda: self._compact_due or self._closing)
+                    if self._closing:
+                        return
+                    (index_set, day), at = self._compact_due.popitem()
+                    self._compacting = True
+                try:
+                    while not self._closing and self._compact_once(con, index_set, day, at):
+                        pass
+                except Exception:  # noqa: BLE001 - files stay unmerged; queries still see them
+                    log.exception("merging small files of %s/%s failed", index_set, day)
+                finally:
+                    with self._compact_cv:
+                        self._compacting = False
+                        self._compact_cv.notify_all()
+        finally:
+            con.close()
+
+    def _compact_once(self, con: duckdb.DuckDBPyConnection, index_set: str, day: dt.date,
+                      at: int = COMPACT_AT) -> bool:
+        """Merge COMPACT_AT of a partition's small files when a tier holds ``at`` of them,
+        so that a day is a few large files whatever the input rate (a slow input writes one
+        file per batch timeout, a busy one per read). Returns whether it merged.
 
         Files are merged by size tier (tier k holds 32^k to 32^(k+1) rows), COMPACT_AT of
         one tier at a time, so the result lands in a higher tier and a row is rewritten at
         most log32(rows) times, not once per merge. Files of MERGE_BELOW rows and more are
-        left alone. DuckDB streams the merge, so memory stays small.
+        left alone. DuckDB streams the merge, so memory stays small; the merge itself holds
+        no lock, only the swap in the catalog does.
         """
-        small = self.con.execute(
+        small = con.execute(
             "SELECT path, rows FROM event_files WHERE index_set = ? AND day = ? AND rows < ? "
             "ORDER BY created", [index_set, day, MERGE_BELOW]).fetchall()
         tiers: dict[int, list[str]] = {}
@@ -238,22 +294,31 @@ class Store:
             tiers.setdefault(_tier(rows), []).append(path)
         full = [t for t, files in tiers.items() if len(files) >= at]
         if not full:
-            return
+            return False
         paths = tiers[min(full)][:COMPACT_AT]
-        new = merge_files(self.root, index_set, day, paths, self.con.cursor())
-        con = self.con
-        con.execute("BEGIN")
-        try:
-            con.executemany("DELETE FROM event_files WHERE path = ?", [[p] for p in paths])
-            con.execute("INSERT INTO event_files VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        [new.path, index_set, day, new.rows, new.min_ts, new.max_ts, _utcnow()])
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            (self.root / new.path).unlink(missing_ok=True)
-            raise
+        new = merge_files(self.root, index_set, day, paths, con)
+        with self._lock:
+            con.execute("BEGIN")
+            try:
+                listed = ", ".join("?" * len(paths))
+                still, = con.execute(f"SELECT count(*) FROM event_files WHERE path IN ({listed})",
+                                     paths).fetchone()
+                if still != len(paths):  # retention dropped some meanwhile
+                    con.execute("ROLLBACK")
+                    (self.root / new.path).unlink(missing_ok=True)
+                    return False
+                con.executemany("DELETE FROM event_files WHERE path = ?", [[p] for p in paths])
+                con.execute("INSERT INTO event_files VALUES (?, ?, ?, ?, ?, ?, ?)",
+                            [new.path, index_set, day, new.rows, new.min_ts, new.max_ts,
+                             _utcnow()])
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                (self.root / new.path).unlink(missing_ok=True)
+                raise
         for p in paths:
             (self.root / p).unlink(missing_ok=True)
+        return True
 
     # ------------------------------------------------------------ retention
 
@@ -337,4 +402,9 @@ class Store:
         ).to_arrow_table()
 
     def close(self) -> None:
+        with self._compact_cv:
+            self._closing = True
+            self._compact_cv.notify_all()
+        if self._compactor is not None:
+            self._compactor.join()  # a merge under way finishes (or its file is an orphan)
         self.con.close()
