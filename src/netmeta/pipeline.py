@@ -220,8 +220,10 @@ class Pipeline:
                     if res.digest:
                         pend_batches.append((res.input, res.digest))
                 due = time.monotonic() >= deadline
-                # a client waiting for its batch is answered as soon as nothing else waits
-                waiting = bool(pend_acks) and self.futures.empty()
+                # a client waiting for its batch is answered as soon as no finished job
+                # waits (not after the next one, which may take a worker's whole job time,
+                # nor at the batch timeout: senders that wait for answers would be paced by it)
+                waiting = bool(pend_acks) and not self._next_done()
                 if rows >= self.cfg.pipeline.batch_size or waiting or (due and (
                         pend_events or pend_files or pend_fail or positions or forget)):
                     try:
@@ -251,6 +253,12 @@ class Pipeline:
                     self.futures.get_nowait()
                 except queue.Empty:
                     break
+
+    def _next_done(self) -> bool:
+        """Whether the next job's result is there already (FIFO: the writer's own queue)."""
+        with self.futures.mutex:
+            head = self.futures.queue[0] if self.futures.queue else None
+        return head is not None and head is not _STOP and head.done()
 
     def _count(self, res: Result) -> None:
         n_ev = res.n_events
