@@ -19,6 +19,8 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 
 test: $(STAMP) lint
+	# the UI tests drive Debian's chromium (Playwright never downloads a browser here)
+	test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq chromium)
 	$(BIN)/python -m pytest -q tests
 
 bench: $(STAMP)
@@ -30,6 +32,8 @@ bench: $(STAMP)
 	command -v nfcapd >/dev/null || apt-get install -y nfdump || echo "no nfdump: netflow_udp.py skips nfcapd"
 	$(BIN)/python bench/netflow_udp.py
 	$(BIN)/python bench/ami_http.py
+	$(BIN)/python bench/beats.py
+	$(BIN)/python bench/dashboard.py
 
 clean:
 	rm -rf $(VENV) data build *.egg-info

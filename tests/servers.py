@@ -26,7 +26,8 @@ class Serve:
         self.port = free_port()
         self.data = tmp / "data"
         self.config = tmp / "netmeta.yml"
-        cfg = {"data_dir": str(self.data), "http": {"port": self.port},
+        # auth: none keeps these tests about their inputs; tests/test_web_api.py covers tokens
+        cfg = {"data_dir": str(self.data), "http": {"port": self.port, "auth": "none"},
                "pipeline": {"workers": 1, "batch_timeout": 0.2, **pipeline},
                "inputs": {"goflow2": {"type": "goflow2", "paths": paths,
                                       "poll_interval": 0.05}, **(inputs or {})}}

@@ -89,6 +89,7 @@ def test_records_the_plan_does_not_take_go_to_the_reference() -> None:
         ["not", "an", "object"],
         {**base, "src_port": "-5"},
         {**base, "dns_query": "", "http_host": ""},
+        {**base, "dns_response_time": "99999999999999999999"},  # a duration past 64 bits
     ]
     rows = _check(odd)
     assert rows.slow >= 12

@@ -100,7 +100,16 @@ def _open_store(cfg: Config, read_only: bool = False) -> Any:
 @common
 def serve(cfg: Config) -> None:
     """Run the collector: inputs, pipeline, store and the HTTP port."""
-    from netmeta.inputs import PushSource, TailSource, TcpSource, UdpSource
+    from netmeta.inputs import (
+        BeatsSource,
+        EsBulkSource,
+        GelfHttpSource,
+        GelfSource,
+        PushSource,
+        TailSource,
+        TcpSource,
+        UdpSource,
+    )
     from netmeta.pipeline import Pipeline
     from netmeta.web.app import HttpServer, create_app
 
@@ -108,10 +117,15 @@ def serve(cfg: Config) -> None:
     dropped = store.apply_retention()
     if dropped:
         log.info("retention dropped %d day partition(s)", len(dropped))
+    from netmeta.store.catalog import apply_api_streams
+
+    if apply_api_streams(store, cfg):  # streams created through the API, before workers start
+        log.info("streams created through the API added: %s", ", ".join(
+            s.name for s in cfg.streams))
     pipeline = Pipeline(cfg, store)
     stop = threading.Event()
     sources: list[threading.Thread] = []
-    pushers: list[PushSource] = []
+    pushers: list[PushSource | BeatsSource | EsBulkSource | GelfHttpSource] = []
 
     def abort(message: str) -> NoReturn:
         stop.set()
@@ -127,6 +141,27 @@ def serve(cfg: Config) -> None:
     # sent to an input are received
     for name, inp in cfg.inputs.items():
         if not inp.enabled:
+            continue
+        if inp.shipped:  # Beats, by Lumberjack or Elasticsearch's _bulk: acked once stored
+            try:
+                pushers.append(BeatsSource(name, inp, pipeline, store) if inp.type == "beats"
+                               else EsBulkSource(name, inp, pipeline, store))
+            except (OSError, ssl.SSLError) as e:
+                abort(f"input {name}: cannot listen on {inp.listen}:{inp.listen_port}: {e} "
+                      f"(key inputs.{name}.port / inputs.{name}.{inp.type}.tls)")
+            continue
+        if inp.type == "gelf" and inp.protocol == "http":  # answered once stored
+            pushers.append(GelfHttpSource(name, inp, pipeline, store))
+            continue
+        if inp.type == "gelf":
+            try:
+                gelf: threading.Thread = GelfSource(name, inp, pipeline, stop)
+            except (OSError, ssl.SSLError) as e:
+                abort(f"input {name}: cannot listen on {inp.protocol.upper()} {inp.listen}:"
+                      f"{inp.listen_port}: {e} (key inputs.{name}.port)")
+            log.info("input %s (gelf): %s %s:%d", name, inp.protocol.upper(),
+                     *gelf.listener.address)
+            sources.append(gelf)
             continue
         if inp.pushed:
             push = PushSource(name, inp, pipeline, store)
@@ -156,9 +191,12 @@ def serve(cfg: Config) -> None:
             push.start()
         except OSError as e:
             abort(f"input {push.input_name}: {e} (key inputs.{push.input_name}.port)")
+        if not isinstance(push, PushSource):
+            log.info("input %s (%s): %s", push.input_name, push.inp.type, push.describe())
+            continue
         log.info("input %s (%s): HTTP%s %s:%d%s", push.input_name, push.inp.type,
                  "S" if push.inp.http.tls.cert else "", *push.address, push.inp.http.path)
-    http = HttpServer(create_app(store), cfg.http.listen, cfg.http.port)
+    http = HttpServer(create_app(store, cfg.http.auth), cfg.http.listen, cfg.http.port)
     try:
         http.start()
     except OSError as e:
@@ -296,16 +334,26 @@ class _progress:
 
 # ---------------------------------------------------------------- search / top
 
-def _remote(cfg: Config, path: str, params: dict[str, Any]) -> Any:
+def _remote(cfg: Config, path: str, params: dict[str, Any], method: str = "GET",
+            body: Any = None) -> Any:
+    from netmeta.web.auth import read_local_key
+
     owner = _owner(cfg)
     if owner is None:
         return None
     host = owner.get("listen", "127.0.0.1")
     host = "127.0.0.1" if host in ("0.0.0.0", "") else host
     qs = urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
-    url = f"http://{host}:{owner['port']}{path}?{qs}"
+    # the local key serve wrote in the data dir: whoever can read the store may query it
+    key = read_local_key(cfg.data_dir)
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    data = None
+    if body is not None:
+        data, headers["Content-Type"] = orjson.dumps(body), "application/json"
+    req = urllib.request.Request(f"http://{host}:{owner['port']}{path}?{qs}", data=data,
+                                 headers=headers, method=method)
     try:
-        with urllib.request.urlopen(url, timeout=60) as r:
+        with urllib.request.urlopen(req, timeout=60) as r:
             return orjson.loads(r.read())
     except urllib.error.HTTPError as e:
         body = e.read()
@@ -439,6 +487,11 @@ def top(cfg: Config, field: str, by: str | None, kql: str, start: str | None,
     for k, v in rows:
         click.echo(f"{k!s:<{width}}  {v:,.0f}" if isinstance(v, int | float) else f"{k}  {v}")
 
+
+from netmeta.web.cli import demo, token  # noqa: E402 - commands of the UI's issue
+
+main.add_command(token)
+main.add_command(demo)
 
 if __name__ == "__main__":
     main()

@@ -31,6 +31,8 @@ class _S(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 class Http(_S):
     listen: str = "127.0.0.1"
     port: int = 8000
+    # UI and query API: "token" (API tokens, `netmeta token create`) or "none" (open)
+    auth: Literal["token", "none"] = "token"
 
 
 class Pipeline(_S):
@@ -100,18 +102,62 @@ class HttpInput(_S):
     max_entries: int = 5000  # records per request (AMX sends 10 to 5000, 1000 by default)
 
 
+class ServerTls(Tls):
+    ca: str = ""  # CA file the client certificates must verify against
+    # as Logstash's beats input ssl_client_authentication: none, optional, required
+    client_auth: Literal["none", "optional", "required"] = "none"
+
+
+class BeatsInput(_S):
+    """Lumberjack v2 (Beats' output.logstash); limits apply to each connection."""
+
+    tls: ServerTls = msgspec.field(default_factory=ServerTls)
+    max_payload: int = 64 << 20  # bytes of one frame as sent
+    max_decompressed: int = 256 << 20  # bytes a compressed frame may inflate to
+    max_batch: int = 8192  # events stored at once; bigger windows are acknowledged in parts
+    keepalive: float = 3.0  # seconds between keep-alive ACKs while a batch is being stored
+    idle_timeout: float = 60.0  # seconds a silent connection is kept (0: forever)
+    max_connections: int = 1024
+
+
+class EsInput(_S):
+    """Elasticsearch-compatible ingest (Beats' output.elasticsearch, _bulk)."""
+
+    version: str = "8.19.0"  # answered on GET /; a Beat refuses an Elasticsearch older than it
+    cluster_name: str = "netmeta"
+    username: str = ""  # basic auth, when set (with password)
+    password: str = ""
+    api_keys: list[str] = msgspec.field(default_factory=list)  # "id:key", as Beats' api_key
+    tls: ServerTls = msgspec.field(default_factory=ServerTls)
+    max_body: int = 100 << 20  # bytes as sent (Elasticsearch's http.max_content_length)
+    max_decompressed: int = 512 << 20  # bytes once gzip/deflate are undone
+
+
+class GelfInput(_S):
+    """GELF (Graylog's format) over UDP (chunked), TCP (null-delimited) or HTTP."""
+
+    chunk_timeout: float = 5.0  # seconds for all chunks of a UDP message (Graylog: 5)
+    max_message: int = 8 << 20  # bytes of one message once inflated
+    max_pending_per_sender: int = 32 << 20  # bytes of incomplete chunked messages, per sender
+    max_pending: int = 256 << 20  # bytes of incomplete chunked messages, in total
+    path: str = "/gelf"  # HTTP: where messages are POSTed (Graylog's GELF HTTP input)
+
+
 UDP_TYPES = ("netflow", "ipfix", "sflow")
 SYSLOG_TYPES = ("syslog",)
 HTTP_TYPES = ("gigamon_ami",)
+BEATS_TYPES = ("beats", "elasticsearch")  # Packetbeat and other Beats, by either output
 # NetFlow v5/v9 and IPFIX (told apart by version), IPFIX's IANA port, sFlow's IANA port
 DEFAULT_PORTS = {"netflow": 2055, "ipfix": 4739, "sflow": 6343, "gigamon_ami": 8081,
+                 "beats": 5044, "elasticsearch": 9200, "gelf": 12201,
                  "syslog": 514}
 # Elastic's goflow2 integration tags its events so; the UDP inputs add none by default
 DEFAULT_TAGS = {"goflow2": ["preserve_original_event", "forwarded", "sflow"]}
 
 
 class Input(_S):
-    type: Literal["goflow2", "netflow", "ipfix", "sflow", "gigamon_ami", "syslog"]
+    type: Literal["goflow2", "netflow", "ipfix", "sflow", "gigamon_ami", "syslog",
+                  "beats", "elasticsearch", "gelf"]
     paths: list[str] = msgspec.field(default_factory=list)
     enabled: bool = True
     index_set: str = "default"
@@ -125,10 +171,13 @@ class Input(_S):
     sampling: Sampling = msgspec.field(default_factory=Sampling)
     custom_definitions: list[str] = msgspec.field(default_factory=list)  # netflow/ipfix
     http: HttpInput = msgspec.field(default_factory=HttpInput)  # gigamon_ami
-    protocol: Literal["udp", "tcp"] = "udp"  # syslog
+    protocol: Literal["udp", "tcp", "http"] = "udp"  # syslog (udp, tcp); gelf (all three)
     framing: Literal["auto", "octet", "newline"] = "auto"  # syslog over TCP (RFC 6587)
     max_message: int = 65536  # syslog: longer messages are failures (first bytes kept)
     tls: Tls = msgspec.field(default_factory=Tls)  # syslog over TCP
+    beats: BeatsInput = msgspec.field(default_factory=BeatsInput)  # type beats
+    elasticsearch: EsInput = msgspec.field(default_factory=EsInput)  # type elasticsearch
+    gelf: GelfInput = msgspec.field(default_factory=GelfInput)  # type gelf
 
     @property
     def udp(self) -> bool:
@@ -143,6 +192,11 @@ class Input(_S):
     def pushed(self) -> bool:
         """Received over HTTP (the sender waits for the answer)."""
         return self.type in HTTP_TYPES
+
+    @property
+    def shipped(self) -> bool:
+        """A Beats transport: Lumberjack (beats) or Elasticsearch's _bulk (elasticsearch)."""
+        return self.type in BEATS_TYPES
 
     @property
     def listen_port(self) -> int:
@@ -216,6 +270,9 @@ def load(path: str | os.PathLike[str] | None, data_dir: str | None = None) -> Co
         raise ConfigError(f"{path}: {_readable(str(e))}") from None
     for key, values in named.items():
         setattr(cfg, key, values)
+    from netmeta.route import packetbeat  # the Packetbeat stream and index set, if absent
+
+    packetbeat.add_defaults(cfg)
     cfg.source = str(path) if path is not None else None
     if data_dir is not None:
         cfg.data_dir = data_dir
@@ -296,6 +353,12 @@ def check(cfg: Config) -> None:
                     fail(f"inputs.{name}.http.{k}", "must be at least 1")
         if inp.udp and inp.rcvbuf < 65536:
             fail(f"inputs.{name}.rcvbuf", "must be at least 65536 bytes")
+        if inp.shipped:
+            _check_beats(inp, f"inputs.{name}", fail)
+        if inp.type == "gelf":
+            _check_gelf(inp, f"inputs.{name}", fail)
+        elif inp.protocol == "http":
+            fail(f"inputs.{name}.protocol", "http is for GELF inputs; syslog takes udp or tcp")
         for exporter, rate in inp.sampling.rates.items():
             try:
                 ipaddress.ip_address(exporter)
@@ -327,6 +390,56 @@ def check(cfg: Config) -> None:
             compile_where(s.rule)
         except KQLError as e:
             fail(f"streams[{i}].rule", f"invalid KQL: {e}")
+
+
+def _check_beats(inp: Input, key: str, fail: Callable[[str, str], None]) -> None:
+    if not 0 < inp.listen_port < 65536:
+        fail(f"{key}.port", f"{inp.port} is not a port (1-65535)")
+    section = "beats" if inp.type == "beats" else "elasticsearch"
+    conf = inp.beats if inp.type == "beats" else inp.elasticsearch
+    tls = conf.tls
+    _check_tls(tls, f"{key}.{section}.tls", fail)
+    if tls.client_auth != "none" and not tls.cert:
+        fail(f"{key}.{section}.tls.client_auth", "client certificates need TLS (cert and key)")
+    if tls.client_auth != "none" and not tls.ca:
+        fail(f"{key}.{section}.tls.ca", "client_auth needs the CA file the client "
+             "certificates are checked against")
+    if tls.ca and not Path(tls.ca).is_file():
+        fail(f"{key}.{section}.tls.ca", f"no such file: {tls.ca}")
+    for k in ("max_payload", "max_decompressed", "max_batch", "max_connections", "max_body"):
+        if hasattr(conf, k) and getattr(conf, k) < 1:
+            fail(f"{key}.{section}.{k}", "must be at least 1")
+    if isinstance(conf, BeatsInput):
+        if conf.keepalive <= 0:
+            fail(f"{key}.beats.keepalive", "must be a positive number of seconds")
+        if conf.idle_timeout < 0:
+            fail(f"{key}.beats.idle_timeout", "must be 0 (never) or a number of seconds")
+    else:
+        if not re.fullmatch(r"\d+\.\d+\.\d+", conf.version):
+            fail(f"{key}.elasticsearch.version", f"{conf.version!r} is not a version "
+                 "such as 8.19.0")
+        if bool(conf.username) != bool(conf.password):
+            fail(f"{key}.elasticsearch", "give both username and password")
+        for i, k in enumerate(conf.api_keys):
+            if ":" not in k:
+                fail(f"{key}.elasticsearch.api_keys[{i}]", "an API key is id:key (as Beats' "
+                     "output.elasticsearch.api_key)")
+
+
+def _check_gelf(inp: Input, key: str, fail: Callable[[str, str], None]) -> None:
+    if not 0 < inp.listen_port < 65536:
+        fail(f"{key}.port", f"{inp.port} is not a port (1-65535)")
+    g = inp.gelf
+    if g.chunk_timeout <= 0:
+        fail(f"{key}.gelf.chunk_timeout", "must be a positive number of seconds")
+    for k in ("max_message", "max_pending_per_sender", "max_pending"):
+        if getattr(g, k) < 1024:
+            fail(f"{key}.gelf.{k}", "must be at least 1024 bytes")
+    if not g.path.startswith("/"):
+        fail(f"{key}.gelf.path", f"{g.path!r} must start with /")
+    _check_tls(inp.tls, f"{key}.tls", fail)
+    if inp.tls.cert and inp.protocol == "udp":
+        fail(f"{key}.tls", "TLS needs protocol: tcp or http")
 
 
 def _check_tls(tls: Tls, key: str, fail: Callable[[str, str], None]) -> None:

@@ -277,6 +277,9 @@ def _coerce(f: Field, v: Any) -> Any:
     return _coerce_scalar(f, v)
 
 
+_LONG_MIN, _LONG_MAX = -(2**63), 2**63 - 1
+
+
 def _coerce_scalar(f: Field, v: Any) -> Any:
     t = f.type
     if v is None or isinstance(v, dict | list):
@@ -289,12 +292,16 @@ def _coerce_scalar(f: Field, v: Any) -> Any:
         if isinstance(v, bool):
             raise ValueError
         if isinstance(v, int):
-            return v
-        if isinstance(v, float) and v.is_integer():
-            return int(v)
-        if isinstance(v, str):
-            return int(v.strip())
-        raise ValueError
+            n = v
+        elif isinstance(v, float) and v.is_integer():
+            n = int(v)
+        elif isinstance(v, str):
+            n = int(v.strip())
+        else:
+            raise ValueError
+        if not _LONG_MIN <= n <= _LONG_MAX:  # the column is 64-bit: kept in the JSON instead
+            raise ValueError
+        return n
     if t == "double":
         if isinstance(v, bool):
             raise ValueError

@@ -341,3 +341,181 @@ class PushSource:
 
     def stop(self) -> None:
         self.server.stop()
+
+
+# ---------------------------------------------------------------- Beats transports
+
+BEATS_FORMAT = "packetbeat"  # the worker's format for JSON arrays of Beats events
+_FAILED_HEAD = 65536  # bytes of a refused document kept as event.original
+
+
+def events_job(input_name: str, docs: list[bytes], rejects: list[tuple[str, bytes]]) -> Job:
+    """A batch of Beats events — JSON objects as they were sent, already checked — as one
+    job holding their JSON array; ``rejects`` (why, document) become failures. The digest
+    covers the content only (not sequence numbers nor the sender), so a retried batch has
+    the same digest, hence the same event ids, and is not stored twice."""
+    import hashlib
+
+    data = b"[" + b",".join(docs) + b"]"
+    h = hashlib.sha256(data)
+    for _, doc in rejects:
+        h.update(len(doc).to_bytes(8, "big") + doc)
+    return Job(input_name, BEATS_FORMAT, Origin(input_name), data, digest=h.hexdigest(),
+               rejects=tuple((why, doc[:_FAILED_HEAD]) for why, doc in rejects))
+
+
+class BeatsSource:
+    """A Beats (Lumberjack v2) input: its own port (TLS and client certificates optional);
+    a window is acknowledged once its events are stored."""
+
+    def __init__(self, name: str, inp: Input, pipeline: Pipeline, store: Store) -> None:
+        from netmeta.decode.jsondocs import split_objects
+        from netmeta.decode.lumberjack import LumberjackError
+        from netmeta.sources.acked import OnceStored
+        from netmeta.sources.beats import Batch, BeatsServer, Settings, server_context
+
+        self.input_name, self.inp = name, inp
+        b = inp.beats
+        once = OnceStored(lambda d: store.seen_batch(name, d),
+                          metrics.push_duplicates.labels(name).inc)
+
+        def handover(batch: Batch) -> cf.Future[None]:
+            good, bad = split_objects(batch.payloads)
+            job = events_job(name, good, [
+                (f"beats: {batch.peer}: event {i + 1} of the batch: {why}", batch.payloads[i])
+                for i, why in bad])
+            return once.submit(job.digest, lambda: pipeline.submit_acked(job))
+
+        def on_error(peer: str, e: LumberjackError) -> None:
+            pipeline.submit(Job(name, BEATS_FORMAT, Origin(name), b"[]", rejects=(
+                (f"beats: {peer}: {e} (connection closed)", e.head),)))
+
+        tls = server_context(b.tls.cert, b.tls.key, b.tls.ca, b.tls.client_auth) \
+            if b.tls.cert else None
+        self.server = BeatsServer(
+            inp.listen, inp.listen_port, handover, tls=tls, on_error=on_error, name=name,
+            settings=Settings(max_payload=b.max_payload, max_decompressed=b.max_decompressed,
+                              max_batch=b.max_batch, keepalive=b.keepalive,
+                              idle_timeout=b.idle_timeout, max_connections=b.max_connections))
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self.server.address
+
+    def describe(self) -> str:
+        t = self.inp.beats.tls
+        auth = f", client certificates {t.client_auth}" if t.client_auth != "none" else ""
+        return f"Lumberjack{' TLS' if t.cert else ''} %s:%d{auth}" % self.address
+
+    def start(self) -> None:
+        self.server.start()
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+class EsBulkSource:
+    """An Elasticsearch-compatible input (``_bulk`` and the calls Beats make at start): its
+    own port (TLS and client certificates optional), answering once batches are stored."""
+
+    def __init__(self, name: str, inp: Input, pipeline: Pipeline, store: Store) -> None:
+        from netmeta.sources.acked import OnceStored
+        from netmeta.sources.es_bulk import create_app
+        from netmeta.web.app import HttpServer
+
+        self.input_name, self.inp = name, inp
+        once = OnceStored(lambda d: store.seen_batch(name, d),
+                          metrics.push_duplicates.labels(name).inc)
+
+        def submit(docs: list[bytes], rejects: list[tuple[str, bytes]]
+                   ) -> tuple[str, cf.Future[None]]:
+            job = events_job(name, docs, rejects)
+            return job.digest, once.submit(job.digest, lambda: pipeline.submit_acked(job))
+
+        t = inp.elasticsearch.tls
+        self.server = HttpServer(create_app(name, inp.elasticsearch, submit), inp.listen,
+                                 inp.listen_port, certfile=t.cert, keyfile=t.key, ca=t.ca,
+                                 client_auth=t.client_auth)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self.inp.listen, self.inp.listen_port
+
+    def describe(self) -> str:
+        t = self.inp.elasticsearch.tls
+        auth = f", client certificates {t.client_auth}" if t.client_auth != "none" else ""
+        return f"Elasticsearch _bulk HTTP{'S' if t.cert else ''} %s:%d{auth}" % self.address
+
+    def start(self) -> None:
+        self.server.start()
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+# ---------------------------------------------------------------- GELF
+
+def gelf_job(input_name: str, messages: list[tuple[bytes, str]], times: list[float],
+             rejects: list[tuple[str, bytes]]) -> Job:
+    """Complete GELF payloads (sender beside each) as one job of the worker's "gelf" format."""
+    return Job(input_name, "gelf", Origin(input_name), b"", datagrams=tuple(messages),
+               times=tuple(times), rejects=tuple(rejects))
+
+
+class GelfSource(_InputThread):
+    """GELF over UDP (chunks reassembled first) or TCP (null-delimited, TLS optional)."""
+
+    def __init__(self, name: str, inp: Input, pipeline: Pipeline,
+                 stop: threading.Event) -> None:
+        from netmeta.sources.gelf import Batcher, GelfTcp, GelfUdp
+
+        super().__init__(name, pipeline, stop)
+        batcher = Batcher(self.submit)
+        self.listener: GelfUdp | GelfTcp = (
+            GelfUdp(inp.listen, inp.listen_port, inp.gelf, batcher, inp.rcvbuf)
+            if inp.protocol == "udp" else
+            GelfTcp(inp.listen, inp.listen_port, inp.gelf, batcher, inp.tls.cert, inp.tls.key))
+
+    def submit(self, messages: list[tuple[bytes, str]], times: list[float],
+               rejects: list[tuple[str, bytes]]) -> None:
+        metrics.received_datagrams.labels(self.input_name).inc(len(messages))
+        self.pipeline.submit(gelf_job(self.input_name, messages, times, rejects))
+
+    def loop(self) -> None:
+        self.listener.run(self.stop)
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+class GelfHttpSource:
+    """GELF over HTTP (POST /gelf): answered 202 once the message is stored."""
+
+    def __init__(self, name: str, inp: Input, pipeline: Pipeline, store: Store) -> None:
+        from netmeta.sources.gelf import create_app
+        from netmeta.web.app import HttpServer
+
+        self.input_name, self.inp = name, inp
+
+        def stored(messages: list[tuple[bytes, str]], rejects: list[tuple[str, bytes]]
+                   ) -> cf.Future[None]:
+            now = time.time()
+            return pipeline.submit_acked(gelf_job(name, messages, [now] * len(messages),
+                                                  rejects))
+
+        self.server = HttpServer(create_app(name, inp.gelf, stored), inp.listen,
+                                 inp.listen_port, certfile=inp.tls.cert, keyfile=inp.tls.key)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self.inp.listen, self.inp.listen_port
+
+    def describe(self) -> str:
+        return (f"GELF HTTP{'S' if self.inp.tls.cert else ''} %s:%d{self.inp.gelf.path}"
+                % self.address)
+
+    def start(self) -> None:
+        self.server.start()
+
+    def stop(self) -> None:
+        self.server.stop()

@@ -54,6 +54,12 @@ push_duplicates = Counter("netmeta_push_duplicates", "HTTP push batches recogniz
                           "retries of stored ones (answered 200, not stored again)", ["input"],
                           registry=REGISTRY)
 
+beats_errors = Counter("netmeta_beats_protocol_errors", "Beats (Lumberjack) connections closed "
+                       "for a protocol error (bad version or frame, over a size limit), by "
+                       "reason", ["input", "reason"], registry=REGISTRY)
+beats_connections = Gauge("netmeta_beats_connections", "Beats (Lumberjack) connections open",
+                          ["input"], registry=REGISTRY)
+
 
 def exposition() -> bytes:
     return generate_latest(REGISTRY)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import datetime as dt
+import hashlib
 import logging
 import os
 import threading
@@ -40,11 +41,14 @@ from netmeta.event import (
     from_documents,
     from_rows,
 )
+from netmeta.normalize import gelf as gelf_normalize
 from netmeta.normalize import gigamon_batch, goflow2
 from netmeta.normalize import netflow as netflow_normalize
+from netmeta.normalize import packetbeat as packetbeat_normalize
 from netmeta.normalize import sflow as sflow_normalize
 from netmeta.normalize import syslog as syslog_normalize
 from netmeta.normalize.exporters import Exporters
+from netmeta.route import packetbeat as packetbeat_routes
 from netmeta.route.streams import Router, Stream
 from netmeta.store.duckdb import Position
 from netmeta.store.partitions import EventFile, write_routed
@@ -54,7 +58,9 @@ log = logging.getLogger("netmeta")
 
 def streams_of(cfg: Config) -> list[Stream]:
     """Configured streams plus the default stream of every input (named after it)."""
-    out = [Stream(name, inp.index_set, (name,)) for name, inp in cfg.inputs.items()]
+    rules = {name: packetbeat_routes.default_stream_rule(cfg, name) for name in cfg.inputs}
+    out = [Stream(name, inp.index_set, (name,), rules[name] or "")
+           for name, inp in cfg.inputs.items() if rules[name] is not None]
     out += [Stream(s.name, s.index_set, tuple(s.inputs), s.rule) for s in cfg.streams]
     return out
 
@@ -177,6 +183,8 @@ class Processor:
                 table = self._sflow(job, fails, result_exporters)
             elif job.format == "gigamon_ami":
                 table = self._pushed(job, fails)
+            elif job.format in SHIPPED_FORMATS:
+                table = self._shipped(job, fails)
             elif job.format == "syslog":
                 table = self._syslog(job, fails)
             elif job.data:
@@ -239,6 +247,18 @@ class Processor:
         fails += failed
         return table
 
+    def _shipped(self, job: Job, fails: list[Failure]) -> pa.Table | None:
+        """Beats events (a JSON array) or GELF messages (``datagrams``): normalized in
+        normalize/packetbeat.py; ids from the batch digest, as for pushed AMI batches."""
+        fails += [Failure(job.input, why, head) for why, head in job.rejects]
+        out = SHIPPED_FORMATS[job.format](job)
+        fails += [Failure(job.input, f"{job.format}: {why}", original)
+                  for why, original in out.failures]
+        if not out.docs:
+            return None
+        prefix = f"{job.input}:{(job.digest or _content_digest(job))[:32]}:"
+        return from_documents(out.docs, job.input, [prefix + str(i) for i in out.index])
+
     def _syslog(self, job: Job, fails: list[Failure]) -> pa.Table | None:
         fails += [Failure(job.input, f"syslog: {why}", head) for why, head in job.rejects]
         docs, ids, failed = syslog_normalize.normalize(
@@ -282,6 +302,22 @@ class Processor:
         if cid:
             table = add_community_id(table, self.spec.seed)
         return add_ip_keys(table)
+
+
+# worker formats of shipped events: Job → packetbeat.Normalized
+SHIPPED_FORMATS: dict[str, Callable[[Job], packetbeat_normalize.Normalized]] = {
+    "packetbeat": lambda job: packetbeat_normalize.normalize_json(job.data),
+    "gelf": lambda job: gelf_normalize.normalize_messages(job.datagrams, job.times),
+}
+
+
+def _content_digest(job: Job) -> str:
+    """Ids for inputs without a batch digest (GELF over UDP/TCP): content and arrival."""
+    h = hashlib.sha256(job.data)
+    for payload, peer in job.datagrams:
+        h.update(len(payload).to_bytes(8, "big") + payload + peer.encode())
+    h.update(repr(job.times).encode())
+    return h.hexdigest()
 
 
 def _templates_path(root: str, shard: int = 0) -> Path:

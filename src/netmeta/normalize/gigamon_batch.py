@@ -278,10 +278,11 @@ def _finish(p: _Pending) -> tuple[dict[str, Any], str | None]:
         kind, parents, leaf = _DESTS.get(path) or _dest(path)
         if kind != _EXTRA:
             vt = type(value)
-            if kind == _KEYWORD and vt is str or kind == _LONG and vt is int:
+            if kind == _KEYWORD and vt is str or kind == _LONG and vt is int \
+                    and -(2**63) <= value < 2**63:
                 typed[path] = value
                 continue
-            if kind == _LONG and vt is float and value.is_integer():
+            if kind == _LONG and vt is float and value.is_integer() and abs(value) < 2**63:
                 typed[path] = int(value)
                 continue
             if kind == _IP and vt is str and ip_key(value) is not None:

@@ -12,7 +12,8 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Protocol
 
 from netmeta.decode.syslog import FrameError, Framer
 
@@ -24,9 +25,15 @@ MAX_CONNECTIONS = 1024
 Deliver = Callable[[list[bytes | FrameError], str, float], None]
 
 
+class StreamFramer(Protocol):
+    def feed(self, chunk: bytes) -> Iterator[bytes | FrameError]: ...
+    def flush(self) -> Iterator[bytes | FrameError]: ...
+
+
 class TcpListener:
     def __init__(self, host: str, port: int, *, max_size: int = 65536, framing: str = "auto",
-                 certfile: str = "", keyfile: str = "") -> None:
+                 certfile: str = "", keyfile: str = "",
+                 framer: Callable[[], StreamFramer] | None = None) -> None:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.sock = socket.socket(family, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -35,6 +42,7 @@ class TcpListener:
         self.sock.settimeout(0.2)
         self.address = self.sock.getsockname()[:2]
         self.max_size, self.framing = max_size, framing
+        self.make_framer = framer  # None: syslog's (newline / octet counting)
         self.tls: ssl.SSLContext | None = None
         if certfile:
             self.tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -81,7 +89,8 @@ class TcpListener:
                 conn.settimeout(10)
                 conn = self.tls.wrap_socket(conn, server_side=True)
             conn.settimeout(0.5)
-            framer = Framer(self.max_size, self.framing)
+            framer: StreamFramer = (self.make_framer() if self.make_framer is not None
+                                    else Framer(self.max_size, self.framing))
             while not stop.is_set():
                 try:
                     chunk = conn.recv(READ_SIZE)

@@ -1,35 +1,66 @@
-"""The HTTP port: /metrics now, the query API (used by the CLI while `serve` owns the store)
-and, later, the UI."""
+"""The HTTP port: /metrics, /healthz, the query API (/api/..., also used by the CLI while
+`serve` owns the store), its OpenAPI description (/openapi.json, /docs) and the web UI."""
 
 from __future__ import annotations
 
 import threading
 import time
+import urllib.parse
 from typing import Any
 
 import uvicorn
-from fastapi import FastAPI, Query
-from fastapi.responses import JSONResponse, Response
+from fastapi import FastAPI, Request
+from fastapi.exceptions import HTTPException
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from netmeta import metrics
-from netmeta.query import search as q
 from netmeta.query.kql import KQLError
+from netmeta.store import catalog
 from netmeta.store.duckdb import Store
+from netmeta.web import api, pages
+from netmeta.web.auth import COOKIE, Authenticator
 
 
-def create_app(store: Store) -> FastAPI:
-    app = FastAPI(title="netmeta", version="0.1.0")
+def create_app(store: Store, auth: str = "none") -> FastAPI:
+    """``auth``: "token" (API tokens required) or "none" (as configured in http.auth)."""
+    app = FastAPI(title="netmeta", version="0.1.0", docs_url=None, redoc_url=None,
+                  description="Query API of netmeta: KQL search, aggregations, fields, "
+                              "failures, exporters, streams and index sets. Authenticate "
+                              "with `Authorization: Bearer <token>` (netmeta token create).")
+    catalog.ensure(store)
+    authn = Authenticator(store, auth)
+    app.state.auth = authn
 
-    def _query(kql: str, start: str | None, end: str | None) -> q.Query:
-        return q.Query(kql, q.parse_time(start), q.parse_time(end))
+    @app.middleware("http")
+    async def require_token(request: Request, call_next: Any) -> Response:
+        path = request.url.path
+        if authn.is_open(path):
+            return await call_next(request)
+        header = request.headers.get("authorization", "")
+        token = header[7:].strip() if header.lower().startswith("bearer ") else \
+            request.cookies.get(COOKIE)
+        if authn.check(token):
+            return await call_next(request)
+        if path.startswith("/api/") or path == "/openapi.json":
+            return JSONResponse({"error": "authentication required: Authorization: Bearer "
+                                 "<token> (netmeta token create)"}, status_code=401,
+                                headers={"WWW-Authenticate": "Bearer"})
+        target = path + (f"?{request.url.query}" if request.url.query else "")
+        return RedirectResponse(f"/login?{urllib.parse.urlencode({'next': target})}",
+                                status_code=303)
 
     @app.exception_handler(KQLError)
     async def _kql_error(_: Any, e: KQLError) -> JSONResponse:
-        return JSONResponse({"error": str(e)}, status_code=400)
+        return JSONResponse({"error": str(e), "position": e.position}, status_code=400)
 
     @app.exception_handler(ValueError)
     async def _value_error(_: Any, e: ValueError) -> JSONResponse:
         return JSONResponse({"error": str(e)}, status_code=400)
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(_: Any, e: HTTPException) -> JSONResponse:
+        return JSONResponse({"error": e.detail}, status_code=e.status_code,
+                            headers=getattr(e, "headers", None))
 
     @app.get("/metrics", include_in_schema=False)
     def prometheus() -> Response:
@@ -39,29 +70,8 @@ def create_app(store: Store) -> FastAPI:
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/api/search")
-    def api_search(q_: str = Query("", alias="q"), start: str | None = Query(None, alias="from"),
-                   end: str | None = Query(None, alias="to"), limit: int = 100,
-                   fields: str = "") -> dict[str, Any]:
-        query = _query(q_, start, end)
-        wanted = [f for f in fields.split(",") if f]
-        hits = q.search(store, query, limit, wanted)
-        return {"total": q.count(store, query), "hits": hits}
-
-    @app.get("/api/top")
-    def api_top(field: str, by: str | None = None, q_: str = Query("", alias="q"),
-                start: str | None = Query(None, alias="from"),
-                end: str | None = Query(None, alias="to"), limit: int = 10) -> dict[str, Any]:
-        rows = q.top(store, field, _query(q_, start, end), by, limit)
-        return {"field": field, "by": by, "buckets": [{"key": k, "value": v} for k, v in rows]}
-
-    @app.get("/api/failures")
-    def api_failures(limit: int = 100) -> dict[str, Any]:
-        rows = store.failures(limit).to_pylist()
-        for r in rows:
-            r["@timestamp"] = r["@timestamp"].isoformat() + "Z"
-        return {"failures": rows}
-
+    app.include_router(api.router(store, authn))
+    pages.mount(app, authn)
     return app
 
 
@@ -69,10 +79,16 @@ class HttpServer:
     """uvicorn in a background thread of the serve process."""
 
     def __init__(self, app: FastAPI, host: str, port: int, *, certfile: str = "",
-                 keyfile: str = "") -> None:
+                 keyfile: str = "", ca: str = "", client_auth: str = "none") -> None:
+        import ssl
+
+        # client certificates: none, optional (checked when given) or required, against ca
+        reqs = {"none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL,
+                "required": ssl.CERT_REQUIRED}[client_auth]
         self.server = uvicorn.Server(uvicorn.Config(
             app, host=host, port=port, log_level="warning", lifespan="off",
-            ssl_certfile=certfile or None, ssl_keyfile=keyfile or None))
+            ssl_certfile=certfile or None, ssl_keyfile=keyfile or None,
+            ssl_ca_certs=ca or None, ssl_cert_reqs=reqs))
         self.thread = threading.Thread(target=self.server.run, name="http", daemon=True)
 
     def start(self, timeout: float = 10.0) -> None:
