@@ -34,6 +34,11 @@ class LiveExporters:
         self._rows: dict[tuple[str, str, str], dict[str, Any]] = {}
         self._recent: dict[tuple[str, str, str], collections.deque[tuple[float, int]]] = {}
 
+    def clear(self) -> None:
+        with self._lock:
+            self._rows.clear()
+            self._recent.clear()
+
     def observe(self, input_name: str, counts: Any, now: float | None = None) -> None:
         """``counts``: the ExporterCount list of one decoded batch."""
         now = now or time.time()
