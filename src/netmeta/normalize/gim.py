@@ -74,6 +74,7 @@ def _path(dotted: str) -> tuple[str, ...]:
 
 EVENT_TYPES: dict[str, EventType] = _load_types()
 RULES: list[Rule] = _load_rules()
+_RULE_ROOTS = [(r, frozenset(path[0] for path in r.sources)) for r in RULES]
 DERIVED = ("source_ipv6", "destination_ipv6", "http_bytes")  # computed in gim_fields
 FIELD_NAMES: frozenset[str] = frozenset((*EVENT_FIELDS, *(r.name for r in RULES), *DERIVED))
 
@@ -166,7 +167,10 @@ def gim_fields(doc: dict[str, Any]) -> dict[str, Any]:
         out["gim_event_category"] = t.category
         out["gim_event_subcategory"] = t.subcategory
         out["gim_event_type"] = t.type
-    for rule in RULES:
+    keys = doc.keys()
+    for rule, roots in _RULE_ROOTS:
+        if roots.isdisjoint(keys):  # none of its sources can be there: most rules, per event
+            continue
         v = _value(doc, rule)
         if v is not None:
             out[rule.name] = v
