@@ -261,6 +261,7 @@ def test_serve_gelf_udp_and_tcp_store_packetbeat_events(tmp_path: Path) -> None:
         assert 'netmeta_stream_events_stored_total{stream="Packetbeat Messages"} 3.0' in metrics
         assert 'netmeta_input_failures_total{input="gu"} 2.0' in metrics
         assert 'netmeta_input_failures_total{input="gt"} 1.0' in metrics
+        assert 'netmeta_udp_kernel_drops{input="gu"} 0.0' in metrics  # loss would show here
     # the index set was created at first start; a second start leaves it alone
     import duckdb
     con = duckdb.connect(str(serve.data / "netmeta.duckdb"), read_only=True)

@@ -471,6 +471,7 @@ class GelfSource(_InputThread):
 
         super().__init__(name, pipeline, stop)
         batcher = Batcher(self.submit)
+        self.inp_udp = inp.protocol == "udp"
         self.listener: GelfUdp | GelfTcp = (
             GelfUdp(inp.listen, inp.listen_port, inp.gelf, batcher, inp.rcvbuf)
             if inp.protocol == "udp" else
@@ -479,6 +480,11 @@ class GelfSource(_InputThread):
     def submit(self, messages: list[tuple[bytes, str]], times: list[float],
                rejects: list[tuple[str, bytes]]) -> None:
         metrics.received_datagrams.labels(self.input_name).inc(len(messages))
+        udp = getattr(self.listener, "listener", None)
+        if self.inp_udp and udp is not None:
+            # a full pipeline blocks this reader (nothing is dropped here); what the kernel
+            # drops meanwhile is the socket's count, on /metrics like the flow inputs'
+            metrics.kernel_drops.labels(self.input_name).set(udp.kernel_drops())
         self.pipeline.submit(gelf_job(self.input_name, messages, times, rejects))
 
     def loop(self) -> None:
