@@ -629,3 +629,19 @@ def test_netflow_module_dispatches_ipfix() -> None:
     d = netflow.decode(ipfix_message(a_set(2, ipfix_template(256, FLOW)),
                                      a_set(256, flow_record(4))), EXPORTER, TemplateState(), 0)
     assert d.header is not None and d.header.version == 10 and d.records == 1
+
+
+def test_every_record_of_a_datagram_has_its_own_event_id() -> None:
+    # options and flow records (other templates, so other batches) of one datagram used to
+    # be numbered from 0 each, giving two events one id
+    from netmeta.event import META_ID
+    from netmeta.normalize import netflow as netflow_normalize
+
+    tpl = struct.pack(">HH", 260, len(FLOW)) + specs(FLOW)
+    opt = struct.pack(">HHH", 261, 4, 8) + specs([(2, 4)]) + specs([(34, 4), (82, 4)])
+    d = decode(v9_datagram(a_set(0, tpl), a_set(1, opt), a_set(260, flow_record(1)),
+                           a_set(261, struct.pack(">II4s", 7, 100, b"ge0\0"))),
+               EXPORTER, TemplateState(), 0.0)
+    table = netflow_normalize.normalize(d, "netflow")
+    ids = table.column(META_ID).to_pylist()
+    assert len(ids) == 2 and len(set(ids)) == 2

@@ -237,9 +237,10 @@ def _header_columns(b: Batch, input_name: str) -> dict[str, pa.Array]:
     # "ip:port" or "[v6]:port" → the address (convert.go extractIPFromIPPort)
     ip_h = pc.replace_substring_regex(exporter_h, r"^\[?(.*?)\]?(:\d+)?$", r"\1")
     domain_h = pa.array([h.domain for h in heads], pa.int64())
-    # input:exporter:domain:export time:sequence:row, unique per record of a datagram
+    # input:exporter:domain:export time:sequence:template:row, unique per record of a
+    # datagram (a datagram's sets of other templates are other batches, numbered from 0 too)
     prefix_h = pa.array([f"{input_name}:{h.exporter}:{h.domain}:{h.export_time}:{h.sequence}:"
-                         for h in heads], pa.string())
+                         f"{b.template_id}:" for h in heads], pa.string())
     ids = pc.binary_join_element_wise(prefix_h.take(rows),
                                       pc.cast(pa.array(np.arange(n)), pa.string()), "")
     exporter_json = json_object({
