@@ -56,14 +56,14 @@ class Client:
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Client, Store]]:
-    from netmeta.query import exporters as exporter_health
+    from netmeta import metrics
     from netmeta.store import catalog
 
     data = tmp_path_factory.mktemp("api") / "data"
     cfg = config.load(None, str(data))
     cfg.pipeline.workers = 0
     # live exporter counters are this process's: drop what earlier tests' pipelines fed
-    exporter_health.LIVE.clear()
+    metrics.LIVE.clear()
     run_demo(cfg, 1500)
     store = build_store(cfg)  # the demo's inputs and their streams
     port = free_port()

@@ -31,7 +31,6 @@ from netmeta import metrics
 from netmeta.config import Config
 from netmeta.enrich.geoip import GeoIP
 from netmeta.event import Failure, failures_table, to_documents
-from netmeta.query import exporters as exporter_health
 from netmeta.store.duckdb import IndexSet, Position, Store
 from netmeta.store.partitions import EventFile
 from netmeta.worker import (
@@ -275,7 +274,7 @@ class Pipeline:
             metrics.exporter_lost.labels(*labels).set(c.lost)
             metrics.exporter_resets.labels(*labels).set(c.resets)
         if res.exporters:  # the exporters page's live counters (last datagram, records/s)
-            exporter_health.LIVE.observe(res.input, res.exporters)
+            metrics.LIVE.observe(res.input, res.exporters)
         with self.stats.lock:
             self.stats.records += n_ev + n_fail
             self.stats.events += n_ev

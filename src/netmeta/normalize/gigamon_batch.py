@@ -131,6 +131,14 @@ def _plan_for(keys: tuple[str, ...]) -> _Plan | None:
 # ---------------------------------------------------------------- one record
 
 
+def _copy(ami: dict[str, Any], out: dict[str, Any], pairs: tuple[tuple[str, str], ...]) -> None:
+    """set processors with copy_from: a later copy to the same field wins."""
+    for target, name in pairs:
+        value = ami.get(name)
+        if value is not None:
+            out[target] = value
+
+
 def _steps(record: dict[str, Any], plan: _Plan) -> tuple[dict[str, Any], dict[str, Any]]:
     """(gigamon.ami, the other fields by dotted path) of one record; date attributes keep
     their text (the batch's dates are read together, then :func:`_dated` puts them in)."""
@@ -165,10 +173,7 @@ def _steps(record: dict[str, Any], plan: _Plan) -> tuple[dict[str, Any], dict[st
     seconds = ami.get("dns_response_time")
     if seconds is not None:
         out["event.duration"] = _duration(seconds)
-    for target, name in plan.copies_dns:
-        value = ami.get(name)
-        if value is not None:
-            out[target] = value
+    _copy(ami, out, plan.copies_dns)
     question = out.get("dns.question.name")
     if question is not None:
         dot = question.rfind(".")
@@ -184,18 +189,12 @@ def _steps(record: dict[str, Any], plan: _Plan) -> tuple[dict[str, Any], dict[st
     if plan.http_rtt:
         ami["http_rtt"] = _number("float", ami["http_rtt"])
         out["event.duration"] = _duration(ami["http_rtt"])
-    for target, name in plan.copies:
-        value = ami.get(name)
-        if value is not None:
-            out[target] = value
+    _copy(ami, out, plan.copies)
     for path in ("source.ip", "destination.ip"):
         value = out.get(path)
         if value is not None and not _is_ip(value):
             raise _Slow  # the geoip processor fails
-    for target, name in plan.copies_after_geoip:
-        value = ami.get(name)
-        if value is not None:
-            out[target] = value
+    _copy(ami, out, plan.copies_after_geoip)
     mac = ami.get("src_mac")
     if mac is not None:
         out["source.mac"] = mac.replace(":", "-").upper()

@@ -10,63 +10,16 @@ templates and the live counters of this process say.
 
 from __future__ import annotations
 
-import collections
 import datetime as dt
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from netmeta.event import META_EXTRA, META_INPUT, format_date
+from netmeta.metrics import LIVE
 from netmeta.query.search import Query, _number, _run
 from netmeta.store.duckdb import Store
-
-WINDOW = 60.0  # seconds of live records/s
-
-
-class LiveExporters:
-    """Counters of this process since start, per (input, exporter, protocol)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._rows: dict[tuple[str, str, str], dict[str, Any]] = {}
-        self._recent: dict[tuple[str, str, str], collections.deque[tuple[float, int]]] = {}
-
-    def clear(self) -> None:
-        with self._lock:
-            self._rows.clear()
-            self._recent.clear()
-
-    def observe(self, input_name: str, counts: Any, now: float | None = None) -> None:
-        """``counts``: the ExporterCount list of one decoded batch."""
-        now = now or time.time()
-        with self._lock:
-            for c in counts:
-                key = (input_name, c.exporter, c.protocol)
-                r = self._rows.setdefault(key, {"datagrams": 0, "records": 0, "lost": 0,
-                                                "resets": 0, "first_seen": now})
-                r["datagrams"] += c.datagrams
-                r["records"] += c.records
-                r["lost"], r["resets"], r["last_seen"] = c.lost, c.resets, now
-                q = self._recent.setdefault(key, collections.deque())
-                q.append((now, c.records))
-                while q and q[0][0] < now - WINDOW:
-                    q.popleft()
-
-    def snapshot(self, now: float | None = None) -> dict[tuple[str, str, str], dict[str, Any]]:
-        now = now or time.time()
-        with self._lock:
-            out = {}
-            for key, r in self._rows.items():
-                recent = sum(n for t, n in self._recent.get(key, ()) if t >= now - WINDOW)
-                span = min(WINDOW, max(now - r["first_seen"], 1.0))
-                out[key] = {**r, "records_per_s": recent / span}
-            return out
-
-
-LIVE = LiveExporters()
 
 
 def templates(data_dir: str | Path) -> dict[str, list[dict[str, Any]]]:

@@ -7,26 +7,13 @@ they open the store themselves.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
-
-def _options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """--config / --data-dir, loaded lazily (netmeta.cli imports this module)."""
-    @click.option("--config", "-c", "config", type=click.Path(dir_okay=False),
-                  help="Configuration file (default: ./netmeta.yml when present).")
-    @click.option("--data-dir", "-d", "data_dir", type=click.Path(file_okay=False),
-                  help="Data directory (overrides data_dir of the configuration).")
-    @functools.wraps(fn)
-    def wrapper(*args: Any, config: str | None, data_dir: str | None, **kw: Any) -> Any:
-        from netmeta import cli
-
-        return fn(*args, cfg=cli._load(config, data_dir), **kw)
-    return wrapper
+from netmeta.cli_options import common
 
 
 def _with_store(cfg: Any, fn: Callable[[Any], Any]) -> Any:
@@ -46,7 +33,7 @@ def token() -> None:
 
 @token.command("create")
 @click.argument("name", default="")
-@_options
+@common
 def token_create(cfg: Any, name: str) -> None:
     """Create a token (shown once) named NAME."""
     from netmeta import cli
@@ -60,7 +47,7 @@ def token_create(cfg: Any, name: str) -> None:
 
 
 @token.command("list")
-@_options
+@common
 def token_list(cfg: Any) -> None:
     """List tokens (ids and names; the tokens themselves are not kept)."""
     from netmeta import cli
@@ -83,7 +70,7 @@ def token_list(cfg: Any) -> None:
 
 @token.command("revoke")
 @click.argument("token_id")
-@_options
+@common
 def token_revoke(cfg: Any, token_id: str) -> None:
     """Revoke the token TOKEN_ID (from `token list`)."""
     from netmeta import cli
@@ -99,7 +86,7 @@ def token_revoke(cfg: Any, token_id: str) -> None:
 @click.command()
 @click.option("--sessions", default=8000, show_default=True, type=click.IntRange(100, 10**6),
               help="Connections in the synthetic day (each told by several sources).")
-@_options
+@common
 def demo(cfg: Any, sessions: int) -> None:
     """Fill a fresh data dir with a synthetic day of mixed traffic from every source
     (NetFlow v5/v9, IPFIX, sFlow, GoFlow2, Gigamon AMI JSON and CEF, Packetbeat), through
