@@ -399,6 +399,8 @@ def test_stored_through_serve_before_the_ack(tmp_path: Path) -> None:
             assert serve.total("_input:pb") == 12
         assert serve.total("_input:pb and dns.question.name:*") == 4
         assert serve.total("_input:pb and event.dataset:network_traffic.flow") == 4
+        # the index the Beat addressed, as Logstash's beats input names it: searchable
+        assert serve.total("_input:pb and _index:packetbeat-8.17.0") == 12
         s = socket.create_connection(("127.0.0.1", port), timeout=5)
         s.sendall(b"2Q garbage")  # a protocol error: closed, stored as a failure, counted
         assert s.recv(16) == b""

@@ -31,8 +31,8 @@ class Recorder:
         self.rejects: list[tuple[str, bytes]] = []
         self.lock = threading.Lock()
 
-    def __call__(self, docs: list[bytes], rejects: list[tuple[str, bytes]]
-                 ) -> tuple[str, cf.Future[None]]:
+    def __call__(self, docs: list[bytes], rejects: list[tuple[str, bytes]], digest: str,
+                 ids: list[str] | None) -> cf.Future[None]:
         fut: cf.Future[None] = cf.Future()
 
         def done() -> None:
@@ -45,7 +45,7 @@ class Recorder:
             fut.set_result(None)
 
         threading.Timer(self.delay, done).start() if self.delay else done()
-        return "ab" * 32, fut
+        return fut
 
 
 class Es:
@@ -142,6 +142,7 @@ def test_bulk_create_and_index(es: Es) -> None:
     assert second["index"]["_id"] == "abc" and second["index"]["status"] == 201
     a, b = es.rec.docs
     assert "data_stream" not in a and "@metadata" not in a
+    assert a["_index"] == "packetbeat-8.17.0" and b["_index"] == "logs-network_traffic.dns-default"
     assert b["data_stream"] == {"type": "logs", "dataset": "network_traffic.dns",
                                 "namespace": "default"}
     assert a["dns"] == {"id": 1} and b["n"] == 2
@@ -172,7 +173,7 @@ def test_path_index_and_filter_path_as_beats_ask(es: Es) -> None:
         {"create": {"status": 400, "error": {
             "type": "document_parsing_exception",
             "reason": obj["items"][1]["create"]["error"]["reason"]}}}]}
-    assert es.rec.docs[0] == EVENT
+    assert es.rec.docs[0] == {**EVENT, "_index": "packetbeat-8.17.0"}  # the URL's index
     _, obj = es.bulk([{"create": {}}, EVENT], path="/pb/_bulk?filter_path=took,items.*._id")
     assert set(obj) == {"took", "items"} and list(obj["items"][0]["create"]) == ["_id"]
     _, obj = es.bulk([{"create": {}}, EVENT], path="/pb/_bulk?filter_path=items.*.error")

@@ -236,12 +236,12 @@ def test_index_sets_and_streams_are_listed_created_and_changed(api: tuple[Client
     assert streams["netflow"]["active"] and streams["netflow"]["events"] > 0
     made = client.ok("/api/streams", {"name": "dns_only", "index_set": "short",
                                       "rule": "destination.port:53"})
-    assert made["active"] is False
+    assert made["active"] is True
     status, body = client.call("/api/streams", {"name": "bad", "rule": "a:("})
     assert status == 400 and "position" in body["error"]
     assert client.call("/api/streams", {"name": "x", "index_set": "nope"})[0] == 404
     streams = {s["name"]: s for s in client.ok("/api/streams")["streams"]}
-    assert streams["dns_only"]["active"] is False
+    assert streams["dns_only"]["active"] is True
 
 
 def test_openapi_and_docs_are_served_without_the_internet(api: tuple[Client, Store]):

@@ -219,11 +219,12 @@ def serve(cfg: Config) -> None:
 # ---------------------------------------------------------------- ingest
 
 @main.command()
-@click.option("--format", "fmt", type=click.Choice(["goflow2", "netflow", "sflow"]),
-              required=True,
+@click.option("--format", "fmt", required=True,
+              type=click.Choice(["goflow2", "netflow", "sflow", "packetbeat", "gelf"]),
               help="goflow2: JSON lines. netflow: NetFlow v5/v9/IPFIX datagrams; sflow: sFlow v5 "
                    "datagrams; both from pcap or pcapng captures or from files holding one "
-                   "raw datagram each (.dat).")
+                   "raw datagram each (.dat). packetbeat: Packetbeat events as its file "
+                   "output writes them (NDJSON). gelf: GELF messages, one JSON object a line.")
 @click.option("--exporter", default="127.0.0.1:0", show_default=True,
               help="Exporter address:port of raw datagram files (captures carry their own).")
 @click.option("--input", "input_name", default=None,
@@ -238,17 +239,20 @@ def ingest(cfg: Config, fmt: str, exporter: str, input_name: str | None, to_stdo
            progress: bool | None, files: tuple[str, ...]) -> None:
     """Import FILE... ('-' for stdin) through the same pipeline as serve."""
     from netmeta.config import Input
-    from netmeta.inputs import datagram_jobs, job_from_chunk
+    from netmeta.inputs import datagram_jobs, job_from_chunk, shipped_jobs
     from netmeta.pipeline import Pipeline, ndjson_sink
     from netmeta.sources.files import read_file
 
     name = input_name or fmt
     if name not in cfg.inputs:  # same tags/fields/enrichment as a configured input would get
-        cfg.inputs[name] = Input(type=fmt, paths=[], enabled=False)
+        cfg.inputs[name] = Input(type=_INPUT_TYPES.get(fmt, fmt), paths=[],  # type: ignore[arg-type]
+                                 enabled=False)
+        if fmt in _SHIPPED:
+            _packetbeat_stream(cfg, name)
     for f in files:
         if f != "-" and not Path(f).is_file():
             raise click.ClickException(f"no such file: {f}")
-        if f == "-" and fmt != "goflow2":
+        if f == "-" and fmt not in ("goflow2", *_SHIPPED):
             raise click.ClickException(f"--format {fmt} reads files (captures or .dat), "
                                        "not stdin")
     store = None if to_stdout else _open_store(cfg)
@@ -260,6 +264,12 @@ def ingest(cfg: Config, fmt: str, exporter: str, input_name: str | None, to_stdo
     try:
         with _progress(show, total) as update:
             for f in files:
+                if fmt in _SHIPPED:
+                    for job in shipped_jobs(name, fmt, f, cfg.pipeline.read_size,
+                                            cfg.pipeline.max_line):
+                        pipeline.submit(job)
+                        update(pipeline.stats)
+                    continue
                 if fmt != "goflow2":
                     for job in datagram_jobs(name, fmt, f, exporter):
                         pipeline.submit(job)
@@ -279,6 +289,23 @@ def ingest(cfg: Config, fmt: str, exporter: str, input_name: str | None, to_stdo
     verb = "printed" if to_stdout else "stored"
     click.echo(f"{s.events} events {verb}, {s.failures} failures, {s.bytes} bytes in "
                f"{took:.2f} s ({s.records / took:,.0f} records/s)", err=True)
+
+
+_SHIPPED = ("packetbeat", "gelf")  # files of events as the Beats and GELF inputs receive them
+_INPUT_TYPES = {"packetbeat": "beats"}  # the input type whose settings an ingest input takes
+
+
+def _packetbeat_stream(cfg: Config, name: str) -> None:
+    """Packetbeat events ingested from files go where the Packetbeat inputs' go: the
+    Packetbeat stream (added now when no input of the configuration has it)."""
+    from netmeta.route import packetbeat
+
+    for s in cfg.streams:
+        if s.name == packetbeat.STREAM:
+            if s.inputs and name not in s.inputs:
+                s.inputs.append(name)
+            return
+    packetbeat.add_defaults(cfg)
 
 
 class _progress:

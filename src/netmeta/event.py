@@ -374,7 +374,9 @@ def from_rows(typed: list[dict[str, Any]], extras: list[str | None], input_name:
     their column's form)."""
     present = {k for r in typed for k in r}
     fields = [FIELDS[n] for n in FIELDS if n in present]
-    arrays = [pa.array([r.get(f.name) for r in typed], f.arrow_type) for f in fields]
+    # one struct conversion reads the dicts in C++: a third of the cost of a list per column
+    struct = pa.array(typed, pa.struct([(f.name, f.arrow_type) for f in fields]))
+    arrays = struct.flatten() if fields else []
     names = [f.name for f in fields]
     n = len(typed)
     ids_list = list(ids) if ids is not None else [None] * n

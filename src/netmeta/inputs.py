@@ -8,6 +8,7 @@ the jobs ``netmeta ingest`` makes of files. Each turns what its source reads int
 from __future__ import annotations
 
 import concurrent.futures as cf
+import dataclasses
 import logging
 import threading
 import time
@@ -70,6 +71,44 @@ def datagram_jobs(input_name: str, fmt: str, path: str, exporter: str, batch: in
             pending = []
     if pending:
         yield Job(input_name, fmt, origin, b"", datagrams=tuple(pending))
+
+
+def shipped_jobs(input_name: str, fmt: str, path: str, read_size: int, max_line: int
+                 ) -> Iterable[Job]:
+    """Jobs of a file (``"-"``: stdin) of Packetbeat events — NDJSON, as Packetbeat's file
+    output writes them (``fmt`` packetbeat) — or of GELF messages, one JSON object per line
+    (``fmt`` gelf), for the worker formats the Beats and GELF inputs use. A line that is not
+    a JSON object becomes a failure naming the file and byte offset, the line kept. Ids come
+    from the chunk's content and place in the file."""
+    import hashlib
+
+    from netmeta.decode.beats_meta import split_tagged
+    from netmeta.sources.files import read_file
+
+    for chunk in read_file(path, read_size=read_size, max_line=max_line):
+        origin = Origin(input_name, None if path == "-" else chunk.path, chunk.device,
+                        chunk.inode, chunk.offset)
+        lines: list[bytes] = []
+        offsets: list[int] = []
+        at = 0
+        for line in chunk.data.split(b"\n"):
+            if line.strip():
+                lines.append(line.rstrip(b"\r"))
+                offsets.append(chunk.offset + at)
+            at += len(line) + 1
+        digest = hashlib.sha256(f"{path}\0{chunk.offset}\0".encode() + chunk.data).hexdigest()
+        if fmt == "gelf":
+            now = time.time()
+            yield Job(input_name, "gelf", origin, b"", chunk.oversized, digest=digest,
+                      datagrams=tuple((line, f"{path} at byte {off}")
+                                      for line, off in zip(lines, offsets, strict=True)),
+                      times=(now,) * len(lines))
+            continue
+        good, bad = split_tagged(lines)
+        job = events_job(input_name, good, [
+            (f"packetbeat: {path} at byte {offsets[i]}: {why}", lines[i]) for i, why in bad],
+            digest)
+        yield dataclasses.replace(job, origin=origin, oversized=chunk.oversized)
 
 
 # pcap (both byte orders, micro- and nanosecond) and pcapng
@@ -349,19 +388,25 @@ BEATS_FORMAT = "packetbeat"  # the worker's format for JSON arrays of Beats even
 _FAILED_HEAD = 65536  # bytes of a refused document kept as event.original
 
 
-def events_job(input_name: str, docs: list[bytes], rejects: list[tuple[str, bytes]]) -> Job:
+def events_job(input_name: str, docs: list[bytes], rejects: list[tuple[str, bytes]],
+               digest: str = "", ids: list[str] | None = None) -> Job:
     """A batch of Beats events — JSON objects as they were sent, already checked — as one
     job holding their JSON array; ``rejects`` (why, document) become failures. The digest
-    covers the content only (not sequence numbers nor the sender), so a retried batch has
-    the same digest, hence the same event ids, and is not stored twice."""
+    (unless the caller has one, e.g. a _bulk request's) covers the content only (not
+    sequence numbers nor the sender), so a retried batch has the same digest, hence the
+    same event ids, and is not stored twice. ``ids``: one per document, when chosen by the
+    sender."""
     import hashlib
 
     data = b"[" + b",".join(docs) + b"]"
-    h = hashlib.sha256(data)
-    for _, doc in rejects:
-        h.update(len(doc).to_bytes(8, "big") + doc)
-    return Job(input_name, BEATS_FORMAT, Origin(input_name), data, digest=h.hexdigest(),
-               rejects=tuple((why, doc[:_FAILED_HEAD]) for why, doc in rejects))
+    if not digest:
+        h = hashlib.sha256(data)
+        for _, doc in rejects:
+            h.update(len(doc).to_bytes(8, "big") + doc)
+        digest = h.hexdigest()
+    return Job(input_name, BEATS_FORMAT, Origin(input_name), data, digest=digest,
+               rejects=tuple((why, doc[:_FAILED_HEAD]) for why, doc in rejects),
+               ids=tuple(ids or ()))
 
 
 class BeatsSource:
@@ -369,7 +414,7 @@ class BeatsSource:
     a window is acknowledged once its events are stored."""
 
     def __init__(self, name: str, inp: Input, pipeline: Pipeline, store: Store) -> None:
-        from netmeta.decode.jsondocs import split_objects
+        from netmeta.decode.beats_meta import split_tagged
         from netmeta.decode.lumberjack import LumberjackError
         from netmeta.sources.acked import OnceStored
         from netmeta.sources.beats import Batch, BeatsServer, Settings, server_context
@@ -380,7 +425,7 @@ class BeatsSource:
                           metrics.push_duplicates.labels(name).inc)
 
         def handover(batch: Batch) -> cf.Future[None]:
-            good, bad = split_objects(batch.payloads)
+            good, bad = split_tagged(batch.payloads)  # each with the _index it was sent to
             job = events_job(name, good, [
                 (f"beats: {batch.peer}: event {i + 1} of the batch: {why}", batch.payloads[i])
                 for i, why in bad])
@@ -421,19 +466,21 @@ class EsBulkSource:
     def __init__(self, name: str, inp: Input, pipeline: Pipeline, store: Store) -> None:
         from netmeta.sources.acked import OnceStored
         from netmeta.sources.es_bulk import create_app
+        from netmeta.store.explicit_ids import ExplicitIds
         from netmeta.web.app import HttpServer
 
         self.input_name, self.inp = name, inp
         once = OnceStored(lambda d: store.seen_batch(name, d),
                           metrics.push_duplicates.labels(name).inc)
 
-        def submit(docs: list[bytes], rejects: list[tuple[str, bytes]]
-                   ) -> tuple[str, cf.Future[None]]:
-            job = events_job(name, docs, rejects)
-            return job.digest, once.submit(job.digest, lambda: pipeline.submit_acked(job))
+        def submit(docs: list[bytes], rejects: list[tuple[str, bytes]], digest: str,
+                   ids: list[str] | None) -> cf.Future[None]:
+            job = events_job(name, docs, rejects, digest, ids)
+            return once.submit(digest, lambda: pipeline.submit_acked(job))
 
         t = inp.elasticsearch.tls
-        self.server = HttpServer(create_app(name, inp.elasticsearch, submit), inp.listen,
+        app = create_app(name, inp.elasticsearch, submit, ExplicitIds(store, name))
+        self.server = HttpServer(app, inp.listen,
                                  inp.listen_port, certfile=t.cert, keyfile=t.key, ca=t.ca,
                                  client_auth=t.client_auth)
 
@@ -463,32 +510,59 @@ def gelf_job(input_name: str, messages: list[tuple[bytes, str]], times: list[flo
 
 
 class GelfSource(_InputThread):
-    """GELF over UDP (chunks reassembled first) or TCP (null-delimited, TLS optional)."""
+    """GELF over UDP (chunks reassembled first) or TCP (null-delimited, TLS optional).
+
+    UDP never waits for the pipeline, as the flow inputs: batches it does not take at once
+    are held, then dropped and counted (``netmeta_dropped_total``, reason ``queue_full``,
+    and a failure event saying how many); the socket's kernel drops are on /metrics too.
+    TCP blocks the connection that delivers (TCP backpressure), nothing is dropped."""
+
+    KERNEL_EVERY = 1.0  # seconds between reads of /proc for the socket's drops
 
     def __init__(self, name: str, inp: Input, pipeline: Pipeline,
                  stop: threading.Event) -> None:
-        from netmeta.sources.gelf import Batcher, GelfTcp, GelfUdp
+        from netmeta.sources.gelf import Batcher, GelfTcp, GelfUdp, HeldBatcher
 
         super().__init__(name, pipeline, stop)
-        batcher = Batcher(self.submit)
-        self.inp_udp = inp.protocol == "udp"
-        self.listener: GelfUdp | GelfTcp = (
-            GelfUdp(inp.listen, inp.listen_port, inp.gelf, batcher, inp.rcvbuf)
-            if inp.protocol == "udp" else
-            GelfTcp(inp.listen, inp.listen_port, inp.gelf, batcher, inp.tls.cert, inp.tls.key))
+        self._kernel_checked = 0.0
+        self.listener: GelfUdp | GelfTcp
+        self.held: HeldBatcher | None = None
+        if inp.protocol == "udp":
+            self.held = HeldBatcher(self.offer, on_drop=self._dropped)
+            self.listener = GelfUdp(inp.listen, inp.listen_port, inp.gelf, self.held,
+                                    inp.rcvbuf)
+        else:
+            self.listener = GelfTcp(inp.listen, inp.listen_port, inp.gelf,
+                                    Batcher(self.submit), inp.tls.cert, inp.tls.key)
+
+    def offer(self, messages: list[tuple[bytes, str]], times: list[float],
+              rejects: list[tuple[str, bytes]]) -> bool:
+        self._kernel_counters()
+        if not self.pipeline.try_submit(gelf_job(self.input_name, messages, times, rejects)):
+            return False
+        metrics.received_datagrams.labels(self.input_name).inc(len(messages))
+        return True
+
+    def _dropped(self, n: int) -> None:
+        metrics.dropped.labels(self.input_name, "queue_full").inc(n)
+        log.warning("input %s: pipeline behind, %d GELF messages dropped", self.input_name, n)
+
+    def _kernel_counters(self) -> None:
+        now = time.monotonic()
+        udp = getattr(self.listener, "listener", None)
+        if udp is not None and now - self._kernel_checked > self.KERNEL_EVERY:
+            self._kernel_checked = now
+            metrics.kernel_drops.labels(self.input_name).set(udp.kernel_drops())
 
     def submit(self, messages: list[tuple[bytes, str]], times: list[float],
                rejects: list[tuple[str, bytes]]) -> None:
         metrics.received_datagrams.labels(self.input_name).inc(len(messages))
-        udp = getattr(self.listener, "listener", None)
-        if self.inp_udp and udp is not None:
-            # a full pipeline blocks this reader (nothing is dropped here); what the kernel
-            # drops meanwhile is the socket's count, on /metrics like the flow inputs'
-            metrics.kernel_drops.labels(self.input_name).set(udp.kernel_drops())
         self.pipeline.submit(gelf_job(self.input_name, messages, times, rejects))
 
     def loop(self) -> None:
         self.listener.run(self.stop)
+        if self.held is not None:
+            self.held.drain(self.submit)
 
     def close(self) -> None:
         self.listener.close()

@@ -127,6 +127,10 @@ class Pipeline:
         """Hand a chunk over; blocks while the queue is full (backpressure)."""
         if self.error is not None:
             raise RuntimeError("pipeline writer failed") from self.error
+        store = self.store
+        if store is not None and store.streams_version:  # streams created since the start
+            job = dataclasses.replace(job, routing=(store.streams_version,
+                                                    tuple(store.router.streams)))
         fut = self._executor_for(job).submit(run_job, job)
         while True:
             try:
@@ -318,7 +322,8 @@ UDP_FORMATS = ("netflow", "sflow")
 
 def build_store(cfg: Config, *, read_only: bool = False) -> Store:
     sets = [IndexSet(n, s.title, s.retention_days) for n, s in cfg.index_sets.items()]
-    return Store(cfg.data_dir, sets, streams_of(cfg), read_only=read_only)
+    return Store(cfg.data_dir, sets, streams_of(cfg), read_only=read_only,
+                 rollups=cfg.pipeline.rollups)
 
 
 def ndjson_sink(write: Callable[[bytes], Any]) -> Callable[[pa.Table], None]:

@@ -42,7 +42,7 @@ from netmeta.event import (
     from_rows,
 )
 from netmeta.normalize import gelf as gelf_normalize
-from netmeta.normalize import gigamon_batch, goflow2
+from netmeta.normalize import gigamon_batch, goflow2, packetbeat_batch
 from netmeta.normalize import netflow as netflow_normalize
 from netmeta.normalize import packetbeat as packetbeat_normalize
 from netmeta.normalize import sflow as sflow_normalize
@@ -86,6 +86,10 @@ class Job:
     digest: str = ""  # push inputs: content digest, remembered with the stored batch
     rejects: tuple[tuple[str, bytes], ...] = ()  # stream inputs: (why, first bytes) of frames
     transport: str = ""  # syslog: udp or tcp (input.type)
+    ids: tuple[str, ...] = ()  # shipped events: each event's id, when the sender chose some
+    # the store's streams when they changed since the workers started (streams created
+    # through the API): (version, streams); None: route with EnrichSpec.streams
+    routing: tuple[int, tuple[Stream, ...]] | None = None
 
     @property
     def nbytes(self) -> int:
@@ -159,6 +163,7 @@ class Processor:
         self.locality = Locality(list(spec.internal_networks))
         self.router = Router(list(spec.streams))
         self.routes = self.router.routes()
+        self._routing_version = 0
         self._con: duckdb.DuckDBPyConnection | None = None  # routing SQL runs here
         # NetFlow v9 / IPFIX templates seen by this process, saved in the data dir so that
         # a restart decodes data at once instead of waiting for templates to be resent
@@ -208,10 +213,20 @@ class Processor:
                 self._con = duckdb.connect()
                 self._con.execute("SET threads = 1")
             day = dt.datetime.now(dt.UTC).date()
+            self._follow_routing(job)
             result.counts, result.files = write_routed(
                 table, self.router, self.routes, Path(self.spec.store_root), day, self._con)
             result.events = None
         return result
+
+    def _follow_routing(self, job: Job) -> None:
+        """Route with the streams the job carries when they are newer than ours (compiled
+        once per version, not per job)."""
+        if job.routing is None or job.routing[0] == self._routing_version:
+            return
+        self._routing_version, streams = job.routing
+        self.router = Router(list(streams))
+        self.routes = self.router.routes()
 
     def _lines(self, job: Job, fails: list[Failure]) -> pa.Table | None:
         decoded = decode_lines(job.data, goflow2.SCHEMA)
@@ -254,10 +269,13 @@ class Processor:
         out = SHIPPED_FORMATS[job.format](job)
         fails += [Failure(job.input, f"{job.format}: {why}", original)
                   for why, original in out.failures]
-        if not out.docs:
+        if not out.index:
             return None
         prefix = f"{job.input}:{(job.digest or _content_digest(job))[:32]}:"
-        return from_documents(out.docs, job.input, [prefix + str(i) for i in out.index])
+        ids = [job.ids[i] for i in out.index] if job.ids else [prefix + str(i) for i in out.index]
+        if isinstance(out, packetbeat_batch.Rows):
+            return from_rows(out.typed, out.extras, job.input, ids)
+        return from_documents(out.docs, job.input, ids)
 
     def _syslog(self, job: Job, fails: list[Failure]) -> pa.Table | None:
         fails += [Failure(job.input, f"syslog: {why}", head) for why, head in job.rejects]
@@ -304,9 +322,10 @@ class Processor:
         return add_ip_keys(table)
 
 
-# worker formats of shipped events: Job → packetbeat.Normalized
-SHIPPED_FORMATS: dict[str, Callable[[Job], packetbeat_normalize.Normalized]] = {
-    "packetbeat": lambda job: packetbeat_normalize.normalize_json(job.data),
+# worker formats of shipped events: Job → documents or rows, with failures
+SHIPPED_FORMATS: dict[str, Callable[[Job], packetbeat_normalize.Normalized
+                                    | packetbeat_batch.Rows]] = {
+    "packetbeat": lambda job: packetbeat_batch.normalize_json(job.data),
     "gelf": lambda job: gelf_normalize.normalize_messages(job.datagrams, job.times),
 }
 

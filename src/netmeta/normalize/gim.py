@@ -157,8 +157,20 @@ def event_type_code(doc: dict[str, Any]) -> str | None:
 
 def gim_fields(doc: dict[str, Any]) -> dict[str, Any]:
     """GIM name → value for an ECS document (categorization included)."""
+    out = event_fields(event_type_code(doc))
+    keys = doc.keys()
+    for rule, roots in _RULE_ROOTS:
+        if roots.isdisjoint(keys):  # none of its sources can be there: most rules, per event
+            continue
+        v = _value(doc, rule)
+        if v is not None:
+            out[rule.name] = v
+    return add_derived(out)
+
+
+def event_fields(code: str | None) -> dict[str, Any]:
+    """The code's gim_event_* fields (none for None)."""
     out: dict[str, Any] = {}
-    code = event_type_code(doc)
     if code is not None:
         t = EVENT_TYPES[code]
         out["gim_event_type_code"] = code
@@ -167,13 +179,11 @@ def gim_fields(doc: dict[str, Any]) -> dict[str, Any]:
         out["gim_event_category"] = t.category
         out["gim_event_subcategory"] = t.subcategory
         out["gim_event_type"] = t.type
-    keys = doc.keys()
-    for rule, roots in _RULE_ROOTS:
-        if roots.isdisjoint(keys):  # none of its sources can be there: most rules, per event
-            continue
-        v = _value(doc, rule)
-        if v is not None:
-            out[rule.name] = v
+    return out
+
+
+def add_derived(out: dict[str, Any]) -> dict[str, Any]:
+    """The GIM fields computed from other GIM fields (DERIVED), added to ``out``."""
     src = out.get("source_ip")
     dst = out.get("destination_ip")
     if isinstance(src, str) and ":" in src:

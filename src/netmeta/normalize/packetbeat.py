@@ -108,7 +108,9 @@ def _coerce_scalar(base: str, v: Any, name: str) -> Any:
             return v
     elif base == "long":
         if t is int:
-            return v
+            if -(2**63) <= v < 2**63:
+                return v
+            raise NormalizeError(f"{name}: {v} is out of the range of a long")
         if t is float and v.is_integer():
             return int(v)
         if t is str and re.fullmatch(r"\s*[-+]?\d+\s*", v):
@@ -313,12 +315,17 @@ def _related(doc: dict[str, Any]) -> None:
     if isinstance(observer, dict):  # the pipeline appends the observer, without duplicates
         name = observer.get("hostname")
         if isinstance(name, str) and name:
-            related["hosts"] = _unique([*related.get("hosts", []), name])
+            related["hosts"] = _unique([*_listed(related.get("hosts")), name])
         ips = observer.get("ip")
         if isinstance(ips, list):
-            related["ip"] = _unique([*related.get("ip", []), *ips])
+            related["ip"] = _unique([*_listed(related.get("ip")), *ips])
     if related:
         doc["related"] = related
+
+
+def _listed(v: Any) -> list[Any]:
+    """A field's values as the append processor sees them: none, one, or an array."""
+    return [] if v is None else v if isinstance(v, list) else [v]
 
 
 def _get(doc: dict[str, Any], a: str, b: str) -> Any:

@@ -15,6 +15,10 @@ A spec is a small JSON object (the body of ``/api/aggregate``)::
 ``field`` of a terms aggregation may be a list (a composite key, e.g. conversations).
 Metrics: count, sum, avg, min, max, cardinality (HyperLogLog, as Elasticsearch's), and
 ``ratio``: the share of events matching a KQL ``q`` (e.g. the NXDOMAIN rate).
+
+A panel that a rollup cube answers exactly (store/rollups.py, query/rollup_plan.py) reads
+the cube instead of the events: the same SQL over a relation whose rows stand for ``_n``
+events each, so a count becomes ``sum(_n)``; sums, keys and distinct counts are unchanged.
 """
 
 from __future__ import annotations
@@ -24,19 +28,26 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+import duckdb
+import pyarrow as pa
+
 from netmeta.event import FIELDS, META_EXTRA, META_INPUT, META_STREAMS, format_date
+from netmeta.query import rollup_plan
 from netmeta.query.kql import KQLError
 from netmeta.query.search import Query, _number, _run, _value_expr
 from netmeta.query.sql import compile_where, json_path
+from netmeta.store import rollups
 from netmeta.store.duckdb import Store
 
 MAX_SIZE = 1000  # buckets of one terms level
 MAX_BUCKETS = 2000  # date histogram buckets
-_INTERVAL_RE = re.compile(r"^(\d+)([smhd])$")
-_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-# "auto" picks the first of these giving at most ~120 buckets (Kibana's auto interval idea)
-_STEPS = [1, 5, 10, 30, 60, 300, 600, 900, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400,
-          7 * 86400]
+_INTERVAL_RE = re.compile(r"^(\d+)(ms|s|m|h|d)$")
+_MICROS = {"ms": 1000, "s": 10**6, "m": 60 * 10**6, "h": 3600 * 10**6, "d": 86400 * 10**6}
+# "auto" picks the first of these giving at most ~120 buckets (Kibana's auto interval idea);
+# microseconds, from 1 ms (a range of a few seconds, e.g. one connection) to a week
+_STEPS = [1000 * ms for ms in (1, 2, 5, 10, 20, 50, 100, 200, 500)] + [
+    10**6 * s for s in (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 3 * 3600,
+                        6 * 3600, 12 * 3600, 86400, 7 * 86400)]
 _METRICS = ("count", "sum", "avg", "min", "max", "cardinality", "ratio")
 
 
@@ -104,7 +115,8 @@ def _scalar_expr(name: str, numeric: bool) -> tuple[str, list[Any]]:
     return (f"TRY_CAST({text} AS DOUBLE)" if numeric else text), [json_path(name)]
 
 
-def _metric(spec: Any) -> tuple[str, list[Any]]:
+def _metric(spec: Any, count: str = "count(*)") -> tuple[str, list[Any]]:
+    """SQL of a metric; ``count``: how a row counts (a rollup row stands for ``_n``)."""
     spec = spec or {"type": "count"}
     if not isinstance(spec, dict):
         raise AggError("metric must be an object like {\"type\": \"sum\", \"field\": ...}")
@@ -112,7 +124,7 @@ def _metric(spec: Any) -> tuple[str, list[Any]]:
     if kind not in _METRICS:
         raise AggError(f"metric type {kind!r}: one of {', '.join(_METRICS)}")
     if kind == "count":
-        return "count(*)", []
+        return count, []
     if kind == "ratio":
         where, params = compile_where(str(spec.get("q", "")))
         return f"avg(CASE WHEN {where} THEN 1.0 ELSE 0.0 END)", params
@@ -145,19 +157,31 @@ def _order(spec: dict[str, Any]) -> str:
     return "DESC" if order == "desc" else "ASC"
 
 
-def interval_seconds(spec: dict[str, Any], start: dt.datetime, end: dt.datetime) -> int:
+def interval_micros(spec: dict[str, Any], start: dt.datetime, end: dt.datetime) -> int:
+    """Bucket width of a date histogram over [start, end], in microseconds (the stored
+    precision of @timestamp)."""
     text = str(spec.get("interval", "auto"))
-    span = max((end - start).total_seconds(), 1.0)
+    span = max((end - start) / dt.timedelta(microseconds=1), 1.0)
     if text == "auto":
-        target = float(spec.get("buckets", 120))
+        try:
+            target = float(spec.get("buckets", 120))
+        except (TypeError, ValueError):
+            raise AggError("buckets must be a number") from None
         return next((s for s in _STEPS if span / s <= target), _STEPS[-1])
     m = _INTERVAL_RE.match(text)
     if not m:
-        raise AggError(f"interval {text!r}: auto, or a number and s/m/h/d (5m, 1h)")
-    seconds = int(m.group(1)) * _SECONDS[m.group(2)]
-    if seconds <= 0 or span / seconds > MAX_BUCKETS:
+        raise AggError(f"interval {text!r}: auto, or a number and ms/s/m/h/d (5m, 1h)")
+    micros = int(m.group(1)) * _MICROS[m.group(2)]
+    if micros <= 0 or span / micros > MAX_BUCKETS:
         raise AggError(f"interval {text} gives more than {MAX_BUCKETS} buckets")
-    return seconds
+    return micros
+
+
+def interval_seconds(spec: dict[str, Any], start: dt.datetime, end: dt.datetime
+                     ) -> int | float:
+    """The same in seconds: a whole number from 1 s up, a fraction below."""
+    micros = interval_micros(spec, start, end)
+    return micros // 10**6 if micros % 10**6 == 0 else micros / 10**6
 
 
 def _time_range(store: Store, q: Query) -> tuple[dt.datetime, dt.datetime]:
@@ -191,25 +215,96 @@ def aggregate(store: Store, q: Query, spec: Any) -> dict[str, Any]:
             raise AggError("sub takes one aggregation and does not nest further")
         if sub.get("type") not in ("terms", "date_histogram"):
             raise AggError("sub is a terms or date_histogram aggregation")
-    if kind == "metric":
-        return _metric_only(store, q, spec)
-    if kind == "terms":
-        return _terms(store, q, spec)
-    if kind == "date_histogram":
-        return _histogram(store, q, spec)
-    raise AggError(f"aggregation type {kind!r}: terms, date_histogram or metric")
+    if kind not in ("metric", "terms", "date_histogram"):
+        raise AggError(f"aggregation type {kind!r}: terms, date_histogram or metric")
+    if kind != "date_histogram":
+        src = _source(store, q, spec, None)
+        try:
+            return _metric_only(src, q, spec) if kind == "metric" else _terms(src, q, spec)
+        finally:
+            src.close()
+    lo, hi = _time_range(store, q)
+    step = interval_micros(spec, lo, hi)
+    src = _source(store, q, spec, step)
+    try:
+        return _histogram(src, q, spec, lo, hi, step)
+    finally:
+        src.close()
 
 
-def _metric_only(store: Store, q: Query, spec: dict[str, Any]) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class _Source:
+    """Where a panel's query reads: the raw events, or a rollup relation (then a row
+    counts as its ``_n`` events)."""
+
+    store: Store
+    rollup: str | None = None
+    con: duckdb.DuckDBPyConnection | None = None  # the rollup's: in the files' transaction
+
+    @property
+    def count(self) -> str:
+        # BIGINT as count(*) is (a sum would be a HUGEINT)
+        return (f'CAST(sum("{rollups.COUNT}") AS BIGINT)' if self.rollup is not None
+                else "count(*)")
+
+    def run(self, q: Query, build: Any) -> pa.Table | None:
+        if self.rollup is None:
+            return _run(self.store, q, build)
+        assert self.con is not None
+        sql, params = build(self.rollup)
+        try:
+            return self.con.execute(sql, params).to_arrow_table()
+        except duckdb.IOException:  # a listed file merged or dropped meanwhile
+            return _run(self.store, q, build)
+
+    def close(self) -> None:
+        if self.con is not None:
+            self.con.execute("ROLLBACK")  # read only
+            self.con.close()
+
+
+def _source(store: Store, q: Query, spec: dict[str, Any], step: int | None) -> _Source:
+    """A rollup when it answers ``spec`` exactly (query/rollup_plan.py), else the events."""
+    fields: set[str] = set()
+    sums: set[str] = set()
+    for level in (spec, spec.get("sub") or {}):
+        fields.update(rollup_plan.names(level.get("field")))
+        metric = level.get("metric") or {"type": "count"}
+        kind = metric.get("type", "count") if isinstance(metric, dict) else None
+        if kind == "sum":
+            sums.add(str(metric.get("field")))
+        elif kind == "cardinality":
+            fields.add(str(metric.get("field")))
+        elif kind != "count":
+            return _Source(store)
+    if not store.rollups:
+        return _Source(store)
+    con = store.cursor()
+    con.execute("BEGIN TRANSACTION")  # the files listed and the cube read: one snapshot
+    try:
+        rel = rollup_plan.relation(store, q, rollup_plan.Need(frozenset(fields),
+                                                              frozenset(sums), step), con)
+    except BaseException:
+        con.execute("ROLLBACK")
+        con.close()
+        raise
+    if rel is None:
+        con.execute("ROLLBACK")
+        con.close()
+        return _Source(store)
+    return _Source(store, rel, con)
+
+
+def _metric_only(src: _Source, q: Query, spec: dict[str, Any]) -> dict[str, Any]:
     where, wparams = q.where()
-    metric, mparams = _metric(spec.get("metric"))
+    metric, mparams = _metric(spec.get("metric"), src.count)
 
     def build(rel: str) -> tuple[str, list[Any]]:
         s = _Sql().add(f"SELECT {metric} AS m", mparams).add(f" FROM ({rel}) WHERE ")
         s.add(where, wparams)
         return s.text, s.params
 
-    table = _run(store, q, build)
+    table = src.run(q, build)
     value = table.column("m")[0].as_py() if table is not None else None
     if value is None and (spec.get("metric") or {}).get("type", "count") == "count":
         value = 0
@@ -229,11 +324,11 @@ class _Level:
     mparams: list[Any]
 
 
-def _terms_level(spec: dict[str, Any]) -> _Level:
+def _terms_level(spec: dict[str, Any], count: str = "count(*)") -> _Level:
     if "field" not in spec:
         raise AggError("a terms aggregation needs a field")
     expr, params, is_list = _key_expr(spec["field"])
-    metric, mparams = _metric(spec.get("metric"))
+    metric, mparams = _metric(spec.get("metric"), count)
     return _Level(expr, params, is_list, _size(spec), _order(spec), metric, mparams)
 
 
@@ -248,14 +343,14 @@ def _base(rel: str, where: str, wparams: list[Any], cols: list[tuple[str, str, l
     return s
 
 
-def _terms(store: Store, q: Query, spec: dict[str, Any]) -> dict[str, Any]:
+def _terms(src: _Source, q: Query, spec: dict[str, Any]) -> dict[str, Any]:
     where, wparams = q.where()
-    top = _terms_level(spec)
+    top = _terms_level(spec, src.count)
     sub = spec.get("sub")
     if sub is not None and sub.get("type") == "date_histogram":
         raise AggError("a date histogram inside terms is not supported; put the terms in "
                        "the histogram's sub")
-    inner = _terms_level(sub) if sub is not None else None
+    inner = _terms_level(sub, src.count) if sub is not None else None
 
     def build(rel: str) -> tuple[str, list[Any]]:
         cols = [("k0", top.expr, top.params, top.is_list)]
@@ -280,7 +375,7 @@ def _terms(store: Store, q: Query, spec: dict[str, Any]) -> dict[str, Any]:
               f"s.rn <= ? ORDER BY t.m {top.order} NULLS LAST, t.k0, s.rn", [inner.size])
         return s.text, s.params
 
-    table = _run(store, q, build)
+    table = src.run(q, build)
     buckets: list[dict[str, Any]] = []
     if table is not None:
         index: dict[Any, dict[str, Any]] = {}
@@ -298,14 +393,13 @@ def _terms(store: Store, q: Query, spec: dict[str, Any]) -> dict[str, Any]:
     return {"buckets": buckets}
 
 
-def _histogram(store: Store, q: Query, spec: dict[str, Any]) -> dict[str, Any]:
-    lo, hi = _time_range(store, q)
-    step = interval_seconds(spec, lo, hi)
+def _histogram(src: _Source, q: Query, spec: dict[str, Any], lo: dt.datetime,
+               hi: dt.datetime, step: int) -> dict[str, Any]:
     where, wparams = q.where()
-    metric, mparams = _metric(spec.get("metric"))
+    metric, mparams = _metric(spec.get("metric"), src.count)
     sub = spec.get("sub")
-    split = _terms_level(sub) if sub is not None else None
-    bucket = f'time_bucket(INTERVAL {int(step)} SECOND, "@timestamp")'
+    split = _terms_level(sub, src.count) if sub is not None else None
+    bucket = f'time_bucket(to_microseconds({int(step)}::BIGINT), "@timestamp")'
 
     def build(rel: str) -> tuple[str, list[Any]]:
         cols = [("k1", split.expr, split.params, split.is_list)] if split else []
@@ -324,7 +418,7 @@ def _histogram(store: Store, q: Query, spec: dict[str, Any]) -> dict[str, Any]:
         s.add(" AS m FROM base WHERE k1 IN (SELECT k1 FROM top) GROUP BY t, k1 ORDER BY t, k1")
         return s.text, s.params
 
-    table = _run(store, q, build)
+    table = src.run(q, build)
     buckets: list[dict[str, Any]] = []
     if table is not None:
         index: dict[dt.datetime, dict[str, Any]] = {}
@@ -340,8 +434,11 @@ def _histogram(store: Store, q: Query, spec: dict[str, Any]) -> dict[str, Any]:
                 b["sub"].append({"key": _json(k1), "value": _json(m)})
                 if isinstance(m, int | float):
                     b["value"] += m
-    return {"interval": step, "from": format_date(lo), "to": format_date(hi),
-            "buckets": buckets}
+    seconds = step // 10**6 if step % 10**6 == 0 else step / 10**6
+    # keys are bucket starts; from/to the range asked, which a chart's axis should span
+    # (not only the buckets that hold events)
+    return {"interval": seconds, "interval_ms": step / 1000, "from": format_date(lo),
+            "to": format_date(hi), "buckets": buckets}
 
 
 def check_kql(text: str) -> None:
@@ -349,4 +446,4 @@ def check_kql(text: str) -> None:
     compile_where(text)
 
 
-__all__ = ["AggError", "KQLError", "aggregate", "interval_seconds"]
+__all__ = ["AggError", "KQLError", "aggregate", "interval_micros", "interval_seconds"]

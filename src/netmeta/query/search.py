@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import duckdb
+import orjson
 import pyarrow as pa
 
 from netmeta.event import FIELDS, META_EXTRA, row_to_document
@@ -103,7 +104,12 @@ def _value_expr(name: str) -> tuple[str, list[Any], bool]:
     val = f'json_extract("{META_EXTRA}", ?)'
     expr = (f"list_transform(COALESCE(TRY_CAST({val} AS JSON[]), [{val}]), "
             "x -> json_extract_string(x, '$'))")
-    return expr, [path, path], True
+    # only documents whose text holds the field's last key are parsed (most events lack a
+    # source's fields): the JSON is ours (orjson), so a present key is in its text as its
+    # JSON encoding; without it the value is absent either way, and absent keys are dropped
+    key = orjson.dumps(name.rsplit(".", 1)[-1]).decode()
+    return (f'CASE WHEN contains("{META_EXTRA}", ?) THEN {expr} END', [key, path, path],
+            True)
 
 
 def _metric_expr(name: str) -> tuple[str, list[Any]]:

@@ -12,9 +12,34 @@ the Beat proceeds; netmeta's own routing and retention apply to the events.
 ``errors``, one item per action with its status; ``filter_path`` honoured, as Beats ask for
 ``errors,items.*.status,items.*.error``) and is sent only once the batch is stored: 201 per
 stored event, 400 ``document_parsing_exception`` for a source line that is not a JSON
-object (its neighbours are stored; the line is kept as a failure). The index an event was
-sent to becomes its ``data_stream.*`` fields when the name is a data stream's
+object (its neighbours are stored; the line is kept as a failure).
+
+The index an event was sent to (the action's ``_index``, else the URL's) is kept on the
+stored event as ``_index`` — searchable as in Kibana (``_index:packetbeat-*``) — and becomes
+its ``data_stream.*`` fields when the name is a data stream's
 (``logs-network_traffic.dns-default``) and the event has none of its own.
+
+Document ids. Without ``_id`` (a Beat's default) an event's id is derived from the request's
+digest and its position, so a retried request is recognized and not stored twice; the
+answer names that id. With ``_id`` the stored event's ``_id`` is the one given, and ids are
+remembered per input and index (store/explicit_ids.py, as long as batch digests are), across
+restarts:
+
+- ``create`` of an id already stored (or earlier in the same request) is answered as
+  Elasticsearch does: 409 ``version_conflict_engine_exception`` "[id]: version conflict,
+  document already exists (current version [n])", for that item only. Beats read this as
+  "already indexed" and drop the event, which is what deduplication by ``@metadata._id``
+  (the fingerprint processor) relies on.
+- ``index`` of an id already stored: Elasticsearch would replace the document. netmeta
+  stores events append-only and never shows two documents under one id, so: when the
+  source is byte-for-byte the one stored (a resend — what Logstash-style deduplication by
+  ``document_id`` sends), the answer is Elasticsearch's 200 ``updated`` with the next
+  ``_version`` and nothing is stored again — the stored document is exactly what
+  Elasticsearch would hold. When the content differs, the item is refused, 400
+  ``illegal_argument_exception`` saying so, the stored document is kept, and the refused
+  source is stored as a failure event (``event.original``), so nothing is lost unseen.
+- Two requests with the same id at once: the second waits for the first to be stored (or
+  to fail) before it is decided.
 """
 
 from __future__ import annotations
@@ -23,6 +48,7 @@ import asyncio
 import base64
 import concurrent.futures as cf
 import fnmatch
+import hashlib
 import hmac
 import time
 import uuid
@@ -37,31 +63,14 @@ from fastapi.responses import Response
 
 from netmeta import metrics
 from netmeta.config import EsInput
+from netmeta.decode.beats_meta import with_prefix
 from netmeta.decode.jsondocs import split_objects
+from netmeta.sources.es_setup import EsError, setup_call
+from netmeta.store.explicit_ids import ExplicitIds, Key, Known, content_digest
 
 PRODUCT_HEADER = {"X-Elastic-Product": "Elasticsearch"}  # checked by Elastic's Go clients
 DATA_STREAM_TYPES = ("logs", "metrics", "traces", "synthetics", "profiling")
 OPS = ("create", "index", "update", "delete")
-# Beats ask the license (libbeat/licenser) and accept basic or above when active
-LICENSE = {"status": "active", "uid": "00000000-0000-4000-8000-000000000000",
-           "type": "basic", "issue_date": "2024-01-01T00:00:00.000Z",
-           "issue_date_in_millis": 1704067200000, "max_nodes": 1000,
-           "max_resource_units": None, "issued_to": "netmeta", "issuer": "elasticsearch",
-           "start_date_in_millis": -1}
-
-
-class EsError(Exception):
-    """An error answered as Elasticsearch answers it: ``{"error": {...}, "status": n}``."""
-
-    def __init__(self, status: int, type_: str, reason: str, refusal: str = "bad_request",
-                 headers: dict[str, str] | None = None) -> None:
-        super().__init__(reason)
-        self.status, self.type, self.reason = status, type_, reason
-        self.refusal, self.headers = refusal, headers or {}
-
-    def body(self) -> dict[str, Any]:
-        cause = {"type": self.type, "reason": self.reason}
-        return {"error": {"root_cause": [cause], **cause}, "status": self.status}
 
 
 # ---------------------------------------------------------------- pure parts
@@ -143,26 +152,13 @@ def _action(raw: bytes, line: int) -> tuple[str, str | None, str | None]:
 
 def index_prefix(index: str) -> bytes:
     """The members put first in every event sent to ``index`` (the event's own win, being
-    later): data_stream.* when the name is a data stream's (type-dataset-namespace), else
-    none — Elasticsearch keeps no field of the index name either (``_index`` is metadata)."""
+    later): ``_index`` (the name the client addressed, kept searchable, as Kibana shows
+    it), and data_stream.* when the name is a data stream's (type-dataset-namespace)."""
+    members: dict[str, object] = {"_index": index}
     parts = index.split("-", 2)
     if len(parts) == 3 and parts[0] in DATA_STREAM_TYPES and all(parts):
-        ds = dict(zip(("type", "dataset", "namespace"), parts, strict=True))
-        return orjson.dumps({"data_stream": ds})[1:-1]
-    return b""
-
-
-def with_prefix(doc: bytes, prefix: bytes) -> bytes:
-    """``doc`` (a JSON object) with ``prefix`` members first; later duplicates win."""
-    if not prefix:
-        return doc
-    start = doc.index(b"{") + 1
-    i = start
-    while i < len(doc) and doc[i] in b" \t\r\n":
-        i += 1
-    if doc[i:i + 1] == b"}":
-        return b"{" + prefix + b"}"
-    return b"".join((b"{", prefix, b",", memoryview(doc)[start:]))
+        members["data_stream"] = dict(zip(("type", "dataset", "namespace"), parts, strict=True))
+    return orjson.dumps(members)[1:-1]
 
 
 def filter_path(obj: Any, spec: str) -> Any:
@@ -244,20 +240,22 @@ def check_auth(cfg: EsInput, authorization: str, path: str) -> None:
 
 # ---------------------------------------------------------------- the endpoint
 
-# submit(documents, rejects) -> (digest, future resolved once stored)
-Submit = Callable[[list[bytes], list[tuple[str, bytes]]], tuple[str, "cf.Future[None]"]]
-
-# setup calls a Beat makes, by the first path segment: how a stored object is answered
-_KINDS = {"_index_template": "index_templates", "_component_template": "component_templates",
-          "_template": None, "_ilm": None, "_ingest": None, "_data_stream": "data_streams"}
+# submit(documents, rejects, digest, ids) -> future resolved once stored; ``digest`` is the
+# request's (ids derive from it), ``ids`` one per document when the request named any
+Submit = Callable[[list[bytes], list[tuple[str, bytes]], str, "list[str] | None"],
+                  "cf.Future[None]"]
 
 
-def create_app(name: str, cfg: EsInput, submit: Submit) -> FastAPI:
+def create_app(name: str, cfg: EsInput, submit: Submit,
+               ids: ExplicitIds | None = None) -> FastAPI:
+    """``ids``: where explicit ``_id`` s are remembered (None: not remembered, e.g. in
+    tests of the protocol alone; a repeated id is then stored again)."""
     app = FastAPI(title=f"netmeta input {name}", docs_url=None, redoc_url=None,
                   openapi_url=None)
     cluster_uuid = base64.urlsafe_b64encode(uuid.uuid5(uuid.NAMESPACE_DNS, name).bytes
                                             ).decode()[:22]
     objects: dict[str, Any] = {}  # what the Beat PUT: "/_ilm/policy/x" -> body
+    claims = Claims()
 
     def answer(obj: Any, status: int = 200, headers: dict[str, str] | None = None,
                request: Request | None = None) -> Response:
@@ -318,18 +316,33 @@ def create_app(name: str, cfg: EsInput, submit: Submit) -> FastAPI:
         try:
             check_auth(cfg, request.headers.get("authorization", ""), request.url.path)
             body = await body_of(request)
-            docs, rejects, results = await loop.run_in_executor(
-                None, _prepare, body, index)
+            prep = await loop.run_in_executor(None, prepare, body, index)
         except EsError as e:
             return refuse(e)
+        keys = prep.keys() if ids is not None else []
+        held = await claims.acquire(keys) if keys else None
         try:
-            digest, stored = await loop.run_in_executor(None, submit, docs, rejects)
-            await asyncio.wrap_future(stored)
-        except Exception as e:  # noqa: BLE001 - the Beat retries the whole request on 503
-            return refuse(EsError(503, "unavailable_shards_exception",
-                                  f"batch not stored: {e}", "not_stored"))
+            known = await loop.run_in_executor(None, ids.lookup, keys) if keys and ids else {}
+            d = decide(prep, known, name)
+            if ids is not None and d.reserve:
+                await loop.run_in_executor(None, ids.reserve, d.reserve, prep.digest)
+            try:
+                if d.docs or d.rejects:
+                    stored = await loop.run_in_executor(None, submit, d.docs, d.rejects,
+                                                        prep.digest, d.ids)
+                    await asyncio.wrap_future(stored)
+            except Exception as e:  # noqa: BLE001 - the Beat retries the whole request on 503
+                if ids is not None and d.reserve:
+                    await loop.run_in_executor(None, ids.release, prep.digest)
+                return refuse(EsError(503, "unavailable_shards_exception",
+                                      f"batch not stored: {e}", "not_stored"))
+            if ids is not None and d.rewritten:
+                await loop.run_in_executor(None, ids.rewritten, d.rewritten)
+        finally:
+            if held is not None:
+                claims.release(keys, held)
         took = int((time.monotonic() - t0) * 1000)
-        return Response(render(results, digest, took, request.query_params.get("filter_path")),
+        return Response(render(d.outcomes, took, request.query_params.get("filter_path")),
                         200, PRODUCT_HEADER, media_type="application/json")
 
     @app.api_route("/{path:path}", methods=["GET", "HEAD", "PUT", "POST", "DELETE"])
@@ -348,45 +361,151 @@ def create_app(name: str, cfg: EsInput, submit: Submit) -> FastAPI:
     return app
 
 
-def _prepare(body: bytes, index: str | None
-             ) -> tuple[list[bytes], list[tuple[str, bytes]], list[tuple[Item, str | None]]]:
-    """Documents to store, sources refused (as failures), and each item's outcome (None:
-    stored; else why it was refused)."""
+class Claims:
+    """Ids held by requests being decided or stored (in the server's event loop): a request
+    naming one of them waits until the holder is done, then sees what it stored."""
+
+    def __init__(self) -> None:
+        self._held: dict[Key, asyncio.Future[None]] = {}
+
+    async def acquire(self, keys: list[Key]) -> asyncio.Future[None]:
+        while True:
+            busy = {self._held[k] for k in keys if k in self._held}
+            if not busy:
+                mine: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                for k in keys:
+                    self._held[k] = mine
+                return mine
+            await asyncio.wait(busy)
+
+    def release(self, keys: list[Key], mine: asyncio.Future[None]) -> None:
+        for k in keys:
+            if self._held.get(k) is mine:
+                del self._held[k]
+        mine.set_result(None)
+
+
+@dataclass(slots=True)
+class Prepared:
+    """A parsed bulk request: its items, why a source is not a JSON object (by item), and
+    the request's digest (a retried request has the same one)."""
+
+    items: list[Item]
+    bad: dict[int, str]
+    digest: str
+
+    def keys(self) -> list[Key]:
+        """(index, id) of the items that name an id, once each."""
+        return list(dict.fromkeys((it.index, it.id) for it in self.items
+                                  if it.id is not None and it.op in ("create", "index")))
+
+
+def prepare(body: bytes, index: str | None) -> Prepared:
     items = parse_bulk(body, index)
-    sources = [it.source or b"" for it in items if it.op in ("create", "index")]
-    _, bad = split_objects(sources)
-    why_bad = dict(bad)
-    docs: list[bytes] = []
-    rejects: list[tuple[str, bytes]] = []
-    results: list[tuple[Item, str | None]] = []
+    writes = [k for k, it in enumerate(items) if it.op in ("create", "index")]
+    _, bad = split_objects([items[k].source or b"" for k in writes])
+    digest = hashlib.sha256((index or "").encode() + b"\n" + body).hexdigest()
+    return Prepared(items, {writes[i]: why for i, why in bad}, digest)
+
+
+@dataclass(slots=True)
+class Outcome:
+    """How one item is answered."""
+
+    status: int  # 201 created, 200 updated, 409 conflict, 400 refused
+    id: str
+    version: int = 1
+    error: str | None = None  # Elasticsearch's error type
+    reason: str | None = None
+
+
+@dataclass(slots=True)
+class Decision:
+    docs: list[bytes]
+    ids: list[str] | None  # one per doc when the request named ids, else derived in the worker
+    rejects: list[tuple[str, bytes]]
+    outcomes: list[tuple[Item, Outcome]]
+    reserve: list[tuple[Key, str]]  # new ids to remember: (key, content digest)
+    rewritten: list[Key]  # ids an ``index`` of the same content wrote again
+
+
+def derived_id(input_name: str, digest: str, k: int) -> str:
+    """The id of the k-th document of a request without ``_id`` (as the worker makes it
+    from the batch digest)."""
+    return f"{input_name}:{digest[:32]}:{k}"
+
+
+def decide(prep: Prepared, known: dict[Key, Known], input_name: str) -> Decision:
+    """Each item's fate, in order, as Elasticsearch applies a bulk request's items one after
+    the other: what to store (with which id), what to answer, which ids to remember."""
+    d = Decision([], None, [], [], [], [])
+    seen = dict(known)  # ids stored before, and those written earlier in this request
+    named = any(it.id is not None for it in prep.items)
+    ids: list[str] = []
     prefixes: dict[str, bytes] = {}
-    k = 0
-    for it in items:
+    for n, it in enumerate(prep.items):
         if it.op not in ("create", "index"):
-            results.append((it, f"netmeta stores events append-only: [{it.op}] is not "
-                                "supported"))
+            d.outcomes.append((it, Outcome(400, it.id or "", error="illegal_argument_exception",
+                                           reason=f"netmeta stores events append-only: "
+                                                  f"[{it.op}] is not supported")))
             continue
-        why = why_bad.get(k)
-        src = sources[k]
-        k += 1
+        src = it.source or b""
+        why = prep.bad.get(n)
         if why is not None:
-            results.append((it, f"[1:1] failed to parse: {why}"))
-            rejects.append((f"elasticsearch: _bulk line {it.line} ({it.index}): {why}", src))
+            d.outcomes.append((it, Outcome(400, it.id or derived_id(input_name, prep.digest, n),
+                                           error="document_parsing_exception",
+                                           reason=f"[1:1] failed to parse: {why}")))
+            d.rejects.append((f"elasticsearch: _bulk line {it.line} ({it.index}): {why}", src))
             continue
+        if it.id is not None:
+            key = (it.index, it.id)
+            have = seen.get(key)
+            if have is not None:
+                d.outcomes.append((it, _again(it, have, src)))
+                if it.op == "index" and have.content == content_digest(src):
+                    seen[key] = Known(have.content, have.version + 1)
+                    d.rewritten.append(key)
+                elif it.op == "index":
+                    d.rejects.append((f"elasticsearch: _bulk line {it.line} ({it.index}): "
+                                      f"[{it.id}] exists with other content; kept, this one "
+                                      "refused", src))
+                continue
+            content = content_digest(src)
+            seen[key] = Known(content, 1)
+            d.reserve.append((key, content))
+            doc_id = it.id
+        else:
+            doc_id = derived_id(input_name, prep.digest, len(d.docs) if not named else n)
         prefix = prefixes.get(it.index)
         if prefix is None:
             prefix = prefixes[it.index] = index_prefix(it.index)
-        docs.append(with_prefix(src, prefix))
-        results.append((it, None))
-    return docs, rejects, results
+        d.docs.append(with_prefix(src, prefix))
+        ids.append(doc_id)
+        d.outcomes.append((it, Outcome(201, doc_id)))
+    d.ids = ids if named else None
+    return d
 
 
-def render(results: list[tuple[Item, str | None]], digest: str, took: int,
-           spec: str | None = None) -> bytes:
+def _again(it: Item, have: Known, src: bytes) -> Outcome:
+    """An id already stored, written again."""
+    assert it.id is not None
+    if it.op == "create":
+        return Outcome(409, it.id, have.version, "version_conflict_engine_exception",
+                       f"[{it.id}]: version conflict, document already exists (current "
+                       f"version [{have.version}])")
+    if have.content == content_digest(src):
+        return Outcome(200, it.id, have.version + 1)
+    return Outcome(400, it.id, have.version, "illegal_argument_exception",
+                   f"[{it.id}]: a document with this id exists in [{it.index}] with other "
+                   "content; netmeta stores events append-only and does not replace it (the "
+                   "stored one is kept, this one is stored as a failure)")
+
+
+def render(outcomes: list[tuple[Item, Outcome]], took: int, spec: str | None = None) -> bytes:
     """The bulk answer as Elasticsearch gives it, ``filter_path`` applied, as JSON bytes.
     Items alike but for their ``_id`` are rendered once (with a marker where the id goes)
     and then joined: a Beat's 1600-item answer costs about a microsecond per item."""
-    errors = any(why is not None for _, why in results)
+    errors = any(o.status >= 300 for _, o in outcomes)
     paths = [[s.strip() for s in p.split(".")] for p in spec.split(",") if p.strip()] \
         if spec else None
     top: dict[str, Any] = {"errors": errors, "took": took}
@@ -399,18 +518,17 @@ def render(results: list[tuple[Item, str | None]], digest: str, took: int,
             item_paths = None
     else:
         item_paths = None
-    rendered: dict[tuple[str, str, str | None], tuple[bytes, ...] | None] = {}
+    rendered: dict[tuple[Any, ...], list[bytes] | None] = {}
     parts: list[bytes] = []
-    for n, (it, why) in enumerate(results):
-        key = (it.op, it.index, why)
-        tpl = rendered.get(key, b"")
-        if tpl == b"":
-            tpl = rendered[key] = _item_template(it, why, item_paths)
+    for it, o in outcomes:
+        key = (it.op, it.index, o.status, o.version, o.error,
+               o.reason.replace(o.id, _ID_MARK) if o.reason and o.id else o.reason)
+        tpl = rendered.get(key, [])
+        if tpl == []:
+            tpl = rendered[key] = _item_template(it, o, key[5], item_paths)
         if tpl is None:
             continue  # filtered out entirely
-        doc_id = it.id if it.id is not None else f"{digest[:12]}{n:08x}"
-        parts.append(tpl[0] if len(tpl) == 1 else
-                     tpl[0] + orjson.dumps(doc_id) + tpl[1])
+        parts.append(tpl[0] if len(tpl) == 1 else orjson.dumps(o.id)[1:-1].join(tpl))
     body = orjson.dumps(top)
     if not parts:
         return body
@@ -419,129 +537,25 @@ def render(results: list[tuple[Item, str | None]], digest: str, took: int,
 
 
 _ID_MARK = "\x00netmeta-id\x00"
+_INDEX_UUID = "bmV0bWV0YS1pbmRleC0w"  # one index, one shard: constant, as a Beat ignores them
 
 
-def _item_template(it: Item, why: str | None, paths: list[list[str]] | None
-                   ) -> tuple[bytes, ...] | None:
-    if why is None:
-        body: dict[str, Any] = {"_index": it.index, "_id": _ID_MARK, "_version": 1,
-                                "result": "created",
+def _item_template(it: Item, o: Outcome, reason: str | None, paths: list[list[str]] | None
+                   ) -> list[bytes] | None:
+    if o.error is None:
+        body: dict[str, Any] = {"_index": it.index, "_id": _ID_MARK, "_version": o.version,
+                                "result": "created" if o.status == 201 else "updated",
                                 "_shards": {"total": 1, "successful": 1, "failed": 0},
-                                "_seq_no": 0, "_primary_term": 1, "status": 201}
+                                "_seq_no": o.version - 1, "_primary_term": 1,
+                                "status": o.status}
     else:
-        kind = ("document_parsing_exception" if it.op in ("create", "index")
-                else "illegal_argument_exception")
-        body = {"_index": it.index, "_id": _ID_MARK, "status": 400,
-                "error": {"type": kind, "reason": why}}
+        error: dict[str, Any] = {"type": o.error, "reason": reason}
+        if o.status == 409:
+            error |= {"index_uuid": _INDEX_UUID, "shard": "0", "index": it.index}
+        body = {"_index": it.index, "_id": _ID_MARK, "status": o.status, "error": error}
     item: Any = {it.op: body}
     if paths is not None:
         item = _filter(item, paths)
         if item is None:
             return None
-    text = orjson.dumps(item)
-    mark = orjson.dumps(_ID_MARK)
-    return tuple(text.split(mark, 1)) if mark in text else (text,)
-
-
-_NODE_ID = "bmV0bWV0YS1ub2RlLTAwMQ"
-
-
-def setup_call(method: str, path: str, body: bytes, objects: dict[str, Any],
-               info: Callable[[], dict[str, Any]]) -> tuple[int, Any]:
-    """The other calls a Beat makes: license, x-pack, nodes, health, and the templates,
-    policies and pipelines it installs (kept in ``objects``)."""
-    parts = [p for p in path.split("/") if p]
-    head = parts[0] if parts else ""
-    if head == "_license":
-        return 200, {"license": LICENSE}
-    if head == "_xpack":
-        features = {f: {"available": True, "enabled": True} for f in
-                    ("ilm", "monitoring", "security", "ml", "watcher")}
-        return 200, {"build": {"hash": "netmeta", "date": "2024-01-01T00:00:00.000Z"},
-                     "license": {k: LICENSE[k] for k in ("uid", "type", "status")} |
-                     {"mode": "basic"}, "features": features}
-    if head == "_nodes":
-        v = info()["version"]["number"]
-        return 200, {"_nodes": {"total": 1, "successful": 1, "failed": 0},
-                     "cluster_name": info()["cluster_name"],
-                     "nodes": {_NODE_ID: {"name": info()["name"], "version": v,
-                                          "roles": ["data", "ingest", "master"],
-                                          "ingest": {"processors": []}}}}
-    if head == "_cluster" and parts[1:2] == ["health"]:
-        return 200, {"cluster_name": info()["cluster_name"], "status": "green",
-                     "timed_out": False, "number_of_nodes": 1, "number_of_data_nodes": 1,
-                     "active_primary_shards": 0, "active_shards": 0,
-                     "relocating_shards": 0, "initializing_shards": 0,
-                     "unassigned_shards": 0, "active_shards_percent_as_number": 100.0}
-    if head in _KINDS and (len(parts) >= 2 or head == "_data_stream"):
-        return _stored_object(method, parts, body, objects)
-    if method in ("PUT", "POST") and len(parts) == 1 and not head.startswith("_"):
-        return 200, {"acknowledged": True, "shards_acknowledged": True, "index": head}
-    if method in ("GET", "HEAD") and len(parts) == 1 and not head.startswith("_"):
-        return 404, EsError(404, "index_not_found_exception",
-                            f"no such index [{head}]").body()
-    return 400, {"error": f"no handler found for uri [{path}] and method [{method}]",
-                 "status": 400}
-
-
-def _stored_object(method: str, parts: list[str], body: bytes, objects: dict[str, Any]
-                   ) -> tuple[int, Any]:
-    head = parts[0]
-    # /_ilm/policy/x, /_ingest/pipeline/x: the name is the third segment
-    kind_parts = 2 if head in ("_ilm", "_ingest") else 1
-    if len(parts) < kind_parts + 1 and method in ("GET", "HEAD"):
-        prefix = "/" + "/".join(parts) + "/"
-        found = {k: v for k, v in objects.items() if k.startswith(prefix)}
-        return 200, _listing(head, found)
-    if len(parts) < kind_parts + 1:
-        return 400, EsError(400, "illegal_argument_exception", "name is missing").body()
-    name = parts[kind_parts]
-    key = "/" + "/".join(parts[:kind_parts + 1])
-    if method in ("PUT", "POST"):
-        try:
-            value = orjson.loads(body) if body.strip() else {}
-        except orjson.JSONDecodeError as e:
-            return 400, EsError(400, "parse_exception", f"request body is not JSON: {e}").body()
-        objects[key] = value
-        return 200, {"acknowledged": True}
-    if method == "DELETE":
-        return (200, {"acknowledged": True}) if objects.pop(key, None) is not None else \
-            _missing(head, name)
-    matches = {k: v for k, v in objects.items()
-               if fnmatch.fnmatchcase(k, key) or k == key}
-    if not matches:
-        return _missing(head, name)
-    return 200, _listing(head, matches)
-
-
-def _listing(head: str, found: dict[str, Any]) -> Any:
-    names = {k.rsplit("/", 1)[1]: v for k, v in found.items()}
-    wrap = _KINDS.get(head)
-    if head == "_index_template":
-        return {wrap: [{"name": n, "index_template": v} for n, v in names.items()]}
-    if head == "_component_template":
-        return {wrap: [{"name": n, "component_template": v} for n, v in names.items()]}
-    if head == "_data_stream":
-        return {wrap: [{"name": n, "timestamp_field": {"name": "@timestamp"},
-                        "indices": [], "generation": 1, "status": "GREEN",
-                        "template": n} for n in names]}
-    if head == "_ilm":
-        return {n: {"version": 1, "modified_date": "2024-01-01T00:00:00.000Z",
-                    "policy": v.get("policy", v) if isinstance(v, dict) else v}
-                for n, v in names.items()}
-    return names  # _template, _ingest/pipeline: {name: body}
-
-
-def _missing(head: str, name: str) -> tuple[int, Any]:
-    if head == "_ingest":
-        return 404, {}  # Elasticsearch answers a missing pipeline with an empty object
-    reasons = {"_index_template": f"index template matching [{name}] not found",
-               "_component_template": f"component template matching [{name}] not found",
-               "_ilm": f"Lifecycle policy not found: {name}",
-               "_data_stream": f"no such index [{name}]"}
-    kind = "index_not_found_exception" if head == "_data_stream" else \
-        "resource_not_found_exception"
-    if head == "_template":
-        return 404, {}
-    return 404, EsError(404, kind, reasons.get(head, f"[{name}] not found")).body()
-
+    return orjson.dumps(item).split(orjson.dumps(_ID_MARK)[1:-1])

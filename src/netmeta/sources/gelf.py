@@ -71,10 +71,104 @@ class Batcher:
         self.submit(*batch)
 
 
+# offer(messages, times, rejects) -> whether the pipeline took the batch (never blocks)
+Offer = Callable[[list[Message], list[float], list[Reject]], bool]
+
+
+class HeldBatcher:
+    """UDP's batcher: the reader never waits for the pipeline. A batch is offered and, when
+    the pipeline is full, held here (up to ``max_bytes``; what waits longer is offered again
+    at the next flush). Beyond that the oldest messages are dropped — a stalled socket
+    would lose more, unseen, in the kernel — counted (``on_drop``, e.g. on /metrics) and
+    reported as one failure event with the next batch the pipeline takes, the first dropped
+    message kept as its original. Used from the reader thread only."""
+
+    def __init__(self, offer: Offer, size: int = 4096, age: float = 0.25,
+                 max_bytes: int = 256 << 20,
+                 on_drop: Callable[[int], None] = lambda n: None) -> None:
+        self.offer, self.size, self.age, self.max_bytes = offer, size, age, max_bytes
+        self.on_drop = on_drop
+        self._messages: list[Message] = []
+        self._times: list[float] = []
+        self._rejects: list[Reject] = []
+        self._bytes = 0
+        self._since = 0.0
+        self.dropped = 0  # in total
+        self._unreported = 0  # dropped, not yet told by a stored failure
+        self._first_dropped = b""
+
+    @property
+    def held(self) -> int:
+        return len(self._messages)
+
+    def add(self, messages: list[Message], rejects: list[Reject], at: float) -> None:
+        if not messages and not rejects:
+            return
+        if not self._messages and not self._rejects:
+            self._since = time.monotonic()
+        self._messages += messages
+        self._times += [at] * len(messages)
+        self._rejects += rejects
+        self._bytes += sum(len(m) for m, _ in messages) + sum(len(h) for _, h in rejects)
+        if len(self._messages) >= self.size:
+            self.flush()
+        self._shed()
+
+    def flush(self, due_only: bool = False) -> None:
+        """Offer what waits, in batches of ``size``; stop at the first refusal."""
+        if due_only and len(self._messages) < self.size and \
+                time.monotonic() - self._since < self.age:
+            return
+        while self._messages or self._rejects or self._unreported:
+            k = self.size
+            rejects = self._rejects + self._drop_report()
+            if not self.offer(self._messages[:k], self._times[:k], rejects):
+                return
+            self._bytes -= sum(len(m) for m, _ in self._messages[:k]) + \
+                sum(len(h) for _, h in self._rejects)
+            del self._messages[:k], self._times[:k]
+            self._rejects, self._unreported = [], 0
+            self._since = time.monotonic()
+
+    def drain(self, submit: Submit) -> None:
+        """At stop: what is held is handed over with ``submit`` (which may block), not lost."""
+        while self._messages or self._rejects or self._unreported:
+            k = self.size
+            submit(self._messages[:k], self._times[:k], self._rejects + self._drop_report())
+            del self._messages[:k], self._times[:k]
+            self._rejects, self._unreported, self._bytes = [], 0, \
+                sum(len(m) for m, _ in self._messages)
+
+    def _drop_report(self) -> list[Reject]:
+        if not self._unreported:
+            return []
+        return [(f"gelf: pipeline full: {self._unreported} messages dropped (netmeta_dropped_"
+                 "total, reason queue_full); the first of them is kept", self._first_dropped)]
+
+    def _shed(self) -> None:
+        """Beyond ``max_bytes``, the oldest messages (then rejects) go, counted."""
+        n = 0
+        while self._bytes > self.max_bytes and self._messages:
+            payload, _ = self._messages.pop(0)
+            self._times.pop(0)
+            self._bytes -= len(payload)
+            if not self._unreported and not n:
+                self._first_dropped = payload[:65536]
+            n += 1
+        while self._bytes > self.max_bytes and self._rejects:
+            _, head = self._rejects.pop(0)
+            self._bytes -= len(head)
+            n += 1
+        if n:
+            self.dropped += n
+            self._unreported += n
+            self.on_drop(n)
+
+
 class GelfUdp:
     """UDP: whole messages and chunks; a chunked message is handed over once complete."""
 
-    def __init__(self, host: str, port: int, cfg: GelfInput, batcher: Batcher,
+    def __init__(self, host: str, port: int, cfg: GelfInput, batcher: Batcher | HeldBatcher,
                  rcvbuf: int = 8 << 20) -> None:
         self.listener = UdpListener(host, port, rcvbuf=rcvbuf)
         self.address = self.listener.address
@@ -101,7 +195,8 @@ class GelfUdp:
             rejects += self._expired(now)
         self.batcher.add(messages, rejects, d.received)
         self.batcher.flush(due_only=True)
-        return True  # the batcher blocks while the pipeline is full: nothing is dropped here
+        # a HeldBatcher never blocks (it holds, then drops and counts); a Batcher blocks
+        return True
 
     def _expired(self, now: float) -> list[Reject]:
         return [(f"gelf: {e.reason}", e.head) for e in self.chunks.expire(now)]

@@ -21,7 +21,8 @@ DDL = [
     """CREATE TABLE IF NOT EXISTS api_tokens (
          id VARCHAR PRIMARY KEY, name VARCHAR NOT NULL, digest VARCHAR NOT NULL UNIQUE,
          created TIMESTAMP NOT NULL, revoked TIMESTAMP)""",
-    # streams created through the API; applied with the configured ones at serve's start
+    # streams created through the API: routing from their creation on (Store.add_stream),
+    # and added to the configured ones at each start of serve
     """CREATE TABLE IF NOT EXISTS api_streams (
          name VARCHAR PRIMARY KEY, index_set VARCHAR NOT NULL, inputs VARCHAR[],
          rule VARCHAR NOT NULL, created TIMESTAMP NOT NULL)""",
@@ -138,7 +139,10 @@ def index_set_usage(store: Store) -> list[dict[str, Any]]:
 
 def create_stream(store: Store, name: str, index_set: str, inputs: list[str],
                   rule: str) -> None:
+    """Record the stream and route with it at once: the store's own appends, and the
+    pipeline's workers from their next job (they get the store's streams with it)."""
     from netmeta.query.sql import compile_where
+    from netmeta.route.streams import Stream
 
     if not NAME.match(name or ""):
         raise ValueError(f"stream name {name!r}: lowercase letters, digits and _")
@@ -155,6 +159,7 @@ def create_stream(store: Store, name: str, index_set: str, inputs: list[str],
             "RETURNING name", [name, index_set, inputs, rule, _now()]).fetchone()
     if row is None:
         raise KeyError(f"stream {name!r} exists already")
+    store.add_stream(Stream(name, index_set, tuple(inputs), rule))
 
 
 def api_streams(store: Store) -> list[dict[str, Any]]:

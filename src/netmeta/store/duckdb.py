@@ -30,7 +30,9 @@ import pyarrow as pa
 
 from netmeta.event import storage_columns
 from netmeta.route.streams import Router, Stream
+from netmeta.store import rollups
 from netmeta.store.partitions import EventFile, merge_files, write_routed
+from netmeta.store.rollups import CUBES as ROLLUP_CUBES  # __init__'s rollups: a flag
 from netmeta.store.schema import (
     EVENTS_DIR,
     FILE_NAME,
@@ -48,6 +50,8 @@ COMPACT_AT = 32  # files of one size tier in a partition before they are merged
 BUSY_FACTOR = 8  # while ingest is behind, tiers may grow to this many times COMPACT_AT
 BATCH_MEMORY_DAYS = 7  # how long a pushed batch's digest is remembered
 MERGE_BELOW = 1_000_000  # rows: files smaller than this are merged
+ROLLUP_DELAY = 2.0  # seconds between roll-ups while events come in (store/rollups.py)
+ROLLUP_ROWS = 2_000_000  # events aggregated into the cubes at once, at most
 
 
 def _tier(rows: int) -> int:
@@ -83,10 +87,11 @@ def _utcnow() -> dt.datetime:
 class Store:
     def __init__(self, data_dir: str | Path, index_sets: Iterable[IndexSet] = (),
                  streams: Sequence[Stream] = (), *, read_only: bool = False,
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, rollups: bool = True) -> None:
         self.root = Path(data_dir)
         self.path = self.root / DB_FILE
         self.read_only = read_only
+        self.rollups = rollups  # keep the cubes of store/rollups.py (queries may use them)
         if not read_only:
             self.root.mkdir(parents=True, exist_ok=True)
         elif not self.path.exists():
@@ -107,16 +112,30 @@ class Store:
         self._compacting = False
         self._closing = False
         self._compactor: threading.Thread | None = None
+        self._merge_at: dict[tuple[str, dt.date], int] = {}  # last threshold asked per partition
+        # roll-ups (store/rollups.py) run in a thread of their own too, a few seconds behind
+        self._rollup_cv = threading.Condition()
+        self._rollup_due = False
+        self._roller: threading.Thread | None = None
+        self._roll_lock = threading.Lock()  # one roll-up at a time (the thread, wait_compacted)
         self.router = Router(list(streams))
         self._routes = self.router.routes()
+        # bumped by add_stream: the pipeline hands the new streams to its workers with the
+        # next jobs (0: the streams the store was opened with, which the workers have)
+        self.streams_version = 0
         if not read_only:
             self._migrate(index_sets)
             self._remove_orphans()
+            if not rollups:  # the cubes would fall behind merges: rebuilt when back on
+                for table in ["rollup_files", *(c.table for c in ROLLUP_CUBES)]:
+                    self.con.execute(f"DELETE FROM {table}")
+            elif self._pending_rollup(self.con):  # older files, or a crash
+                self._request_rollup()
 
     # ------------------------------------------------------------ schema
 
     def _migrate(self, index_sets: Iterable[IndexSet]) -> None:
-        for ddl in META_DDL:
+        for ddl in META_DDL + rollups.ddl():
             self.con.execute(ddl)
         self.con.execute(schema_table_ddl())
         have = {c for c, in self.con.execute(
@@ -139,6 +158,8 @@ class Store:
 
     def _remove_orphans(self) -> None:
         """Files written before a crash but never committed to the catalog."""
+        self.con.execute("DELETE FROM rollup_files r WHERE NOT EXISTS "
+                         "(SELECT 1 FROM event_files f WHERE f.path = r.path)")
         known = {p for p, in self.con.execute("SELECT path FROM event_files").fetchall()}
         base = self.root / EVENTS_DIR
         if not base.is_dir():
@@ -152,6 +173,13 @@ class Store:
         rows = self.con.cursor().execute(
             "SELECT name, title, retention_days FROM index_sets ORDER BY name").fetchall()
         return [{"name": n, "title": t, "retention_days": r} for n, t, r in rows]
+
+    def add_stream(self, stream: Stream) -> None:
+        """Route with ``stream`` too, from now on (a stream created while serve runs)."""
+        with self._lock:  # append takes a router and its routes together, under this lock
+            router = Router([*self.router.streams, stream])
+            self.router, self._routes = router, router.routes()
+            self.streams_version += 1
 
     # ------------------------------------------------------------ writing
 
@@ -169,10 +197,11 @@ class Store:
         counts: dict[str, int] = {}
         written: list[EventFile] = []
         if events is not None and events.num_rows:
+            with self._lock:  # a router and its routes, never one of each (add_stream)
+                router, routes = self.router, self._routes
             con = self.con.cursor()
             try:
-                counts, written = write_routed(events, self.router, self._routes, self.root,
-                                               day, con)
+                counts, written = write_routed(events, router, routes, self.root, day, con)
             finally:
                 con.close()
         self.commit(written, failures, positions, forget)
@@ -194,6 +223,7 @@ class Store:
                     (self.root / f.path).unlink(missing_ok=True)
                 raise
         if written:
+            self._request_rollup()
             self._request_compaction({(f.index_set, f.day) for f in written},
                                      COMPACT_AT * (BUSY_FACTOR if busy else 1))
 
@@ -240,6 +270,7 @@ class Store:
                 return
             for part in partitions:
                 self._compact_due[part] = min(at, self._compact_due.get(part, at))
+                self._merge_at[part] = at
             if self._compactor is None:
                 self._compactor = threading.Thread(target=self._compact_loop,
                                                    name="compactor", daemon=True)
@@ -247,7 +278,9 @@ class Store:
             self._compact_cv.notify()
 
     def wait_compacted(self, timeout: float = 60.0) -> bool:
-        """Wait until no merge is due or running (tests, shutdown)."""
+        """Roll up what is pending, then wait until no merge is due or running (tests,
+        shutdown)."""
+        self.roll_up()
         with self._compact_cv:
             return self._compact_cv.wait_for(
                 lambda: not self._compact_due and not self._compacting, timeout)
@@ -286,9 +319,12 @@ class Store:
         left alone. DuckDB streams the merge, so memory stays small; the merge itself holds
         no lock, only the swap in the catalog does.
         """
+        # with rollups, only files in the cubes: the merged file takes their place there
+        rolled = ("AND EXISTS (SELECT 1 FROM rollup_files r WHERE r.path = f.path) "
+                  if self.rollups else "")
         small = con.execute(
-            "SELECT path, rows FROM event_files WHERE index_set = ? AND day = ? AND rows < ? "
-            "ORDER BY created", [index_set, day, MERGE_BELOW]).fetchall()
+            "SELECT path, rows FROM event_files f WHERE index_set = ? AND day = ? AND rows < ? "
+            f"{rolled}ORDER BY created", [index_set, day, MERGE_BELOW]).fetchall()
         tiers: dict[int, list[str]] = {}
         for path, rows in small:
             tiers.setdefault(_tier(rows), []).append(path)
@@ -308,9 +344,13 @@ class Store:
                     (self.root / new.path).unlink(missing_ok=True)
                     return False
                 con.executemany("DELETE FROM event_files WHERE path = ?", [[p] for p in paths])
+                con.executemany("DELETE FROM rollup_files WHERE path = ?", [[p] for p in paths])
                 con.execute("INSERT INTO event_files VALUES (?, ?, ?, ?, ?, ?, ?)",
                             [new.path, index_set, day, new.rows, new.min_ts, new.max_ts,
                              _utcnow()])
+                if self.rollups:
+                    con.execute("INSERT INTO rollup_files VALUES (?, ?)",
+                                [new.path, _utcnow()])
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
@@ -319,6 +359,101 @@ class Store:
         for p in paths:
             (self.root / p).unlink(missing_ok=True)
         return True
+
+    # ------------------------------------------------------------ roll-ups
+
+    def _request_rollup(self) -> None:
+        with self._rollup_cv:
+            if self._closing or not self.rollups:
+                return
+            self._rollup_due = True
+            if self._roller is None:
+                self._roller = threading.Thread(target=self._rollup_loop, name="rollups",
+                                                daemon=True)
+                self._roller.start()
+            self._rollup_cv.notify()
+
+    def _rollup_loop(self) -> None:
+        con = self.con.cursor()
+        try:
+            while True:
+                with self._rollup_cv:
+                    self._rollup_cv.wait_for(lambda: self._rollup_due or self._closing)
+                    # a few seconds of commits at once: fewer, larger cube rows
+                    self._rollup_cv.wait_for(lambda: self._closing, timeout=ROLLUP_DELAY)
+                    if self._closing:
+                        return
+                    self._rollup_due = False
+                try:
+                    while not self._closing and self._roll_up(con):
+                        pass
+                except Exception:  # noqa: BLE001 - retried at the next commit; queries read raw
+                    log.exception("rolling up event files failed")
+        finally:
+            con.close()
+
+    def roll_up(self) -> int:
+        """Put every committed file no cube holds yet into the cubes now; returns how many
+        files (the thread does this on its own a few seconds behind ingest)."""
+        if self.read_only or not self.rollups:
+            return 0
+        con = self.con.cursor()
+        try:
+            n = 0
+            while k := self._roll_up(con):
+                n += k
+            return n
+        finally:
+            con.close()
+
+    def _pending_rollup(self, con: duckdb.DuckDBPyConnection) -> list[tuple[str, str, dt.date,
+                                                                             int]]:
+        return con.execute(
+            "SELECT path, index_set, day, rows FROM event_files f WHERE NOT EXISTS "
+            "(SELECT 1 FROM rollup_files r WHERE r.path = f.path) ORDER BY created").fetchall()
+
+    def _roll_up(self, con: duckdb.DuckDBPyConnection) -> int:
+        """The oldest files not in the cubes, up to ROLLUP_ROWS events, aggregated into
+        them; returns how many files. The aggregation holds no lock; the insert and the
+        listing of the files are one transaction."""
+        with self._roll_lock:
+            take: list[tuple[str, str, dt.date, int]] = []
+            total = 0
+            for row in self._pending_rollup(con):
+                if take and total + row[3] > ROLLUP_ROWS:
+                    break
+                take.append(row)
+                total += row[3]
+            if not take:
+                return 0
+            groups: dict[tuple[str, dt.date], list[str]] = {}
+            for path, index_set, day, _ in take:
+                groups.setdefault((index_set, day), []).append(path)
+            computed = [(part, paths, rollups.aggregate(con, self._relation(paths)))
+                        for part, paths in groups.items()]
+            with self._lock:
+                con.execute("BEGIN")
+                try:
+                    listed = [p for _, paths, _ in computed for p in paths]
+                    present = {p for p, in con.execute(
+                        "SELECT path FROM event_files WHERE list_contains(?, path)",
+                        [listed]).fetchall()}
+                    now = _utcnow()
+                    for (index_set, day), paths, cubes in computed:
+                        if not present.issuperset(paths):
+                            continue  # retention or a merge took some meanwhile: next time
+                        rollups.insert(con, index_set, day, cubes)
+                        con.executemany("INSERT INTO rollup_files VALUES (?, ?)",
+                                        [[p, now] for p in paths])
+                    con.execute("COMMIT")
+                except BaseException:
+                    con.execute("ROLLBACK")
+                    raise
+        with self._compact_cv:  # merges wait for files to be rolled up
+            at = {part: self._merge_at.get(part, COMPACT_AT) for part in groups}
+        for part, threshold in at.items():
+            self._request_compaction({part}, threshold)
+        return len(take)
 
     # ------------------------------------------------------------ retention
 
@@ -343,8 +478,16 @@ class Store:
             if not old:
                 return []
             con.execute("BEGIN")
-            con.executemany("DELETE FROM event_files WHERE path = ?", [[p] for p, _, _ in old])
-            con.execute("COMMIT")
+            try:
+                con.executemany("DELETE FROM event_files WHERE path = ?",
+                                [[p] for p, _, _ in old])
+                con.executemany("DELETE FROM rollup_files WHERE path = ?",
+                                [[p] for p, _, _ in old])
+                rollups.drop(con, sorted({(s, d) for _, s, d in old}))
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
             days = sorted({f"{s}/{d.isoformat()}" for _, s, d in old})
             for p, _, _ in old:
                 (self.root / p).unlink(missing_ok=True)
@@ -360,8 +503,13 @@ class Store:
         return self.con.cursor()
 
     def files_for(self, start: dt.datetime | None, end: dt.datetime | None,
-                  index_sets: Sequence[str] = ()) -> list[str]:
-        sql = "SELECT path FROM event_files WHERE rows > 0"
+                  index_sets: Sequence[str] = (), *, con: duckdb.DuckDBPyConnection | None = None,
+                  unrolled: bool = False) -> list[str]:
+        """Event files that can hold events in [start, end]; ``unrolled``: only those no
+        cube holds yet. ``con``: read in that cursor's transaction."""
+        sql = "SELECT path FROM event_files f WHERE rows > 0"
+        if unrolled:
+            sql += " AND NOT EXISTS (SELECT 1 FROM rollup_files r WHERE r.path = f.path)"
         params: list[Any] = []
         if start is not None:
             sql += " AND max_ts >= ?"
@@ -372,7 +520,8 @@ class Store:
         if index_sets:
             sql += f" AND index_set IN ({', '.join('?' * len(index_sets))})"
             params += list(index_sets)
-        rows = self.con.cursor().execute(sql + " ORDER BY day, created", params).fetchall()
+        rows = (con or self.con.cursor()).execute(sql + " ORDER BY day, created",
+                                                   params).fetchall()
         return [p for p, in rows]
 
     def partitions(self) -> list[dict[str, Any]]:
@@ -383,11 +532,15 @@ class Store:
                  "min_ts": lo, "max_ts": hi} for s, d, f, r, lo, hi in rows]
 
     def events_relation(self, start: dt.datetime | None, end: dt.datetime | None,
-                        index_sets: Sequence[str] = ()) -> str | None:
-        """SQL of a subquery over every event file that can hold events in [start, end]."""
-        files = self.files_for(start, end, index_sets)
-        if not files:
-            return None
+                        index_sets: Sequence[str] = (), *,
+                        con: duckdb.DuckDBPyConnection | None = None,
+                        unrolled: bool = False) -> str | None:
+        """SQL of a subquery over every event file that can hold events in [start, end]
+        (``files_for``'s options)."""
+        files = self.files_for(start, end, index_sets, con=con, unrolled=unrolled)
+        return self._relation(files) if files else None
+
+    def _relation(self, files: Sequence[str]) -> str:
         for f in files:  # our own names; checked because they are spliced into SQL
             if not FILE_NAME.match(f):
                 raise ValueError(f"unexpected event file name {f!r}")
@@ -405,6 +558,10 @@ class Store:
         with self._compact_cv:
             self._closing = True
             self._compact_cv.notify_all()
+        with self._rollup_cv:
+            self._rollup_cv.notify_all()
         if self._compactor is not None:
             self._compactor.join()  # a merge under way finishes (or its file is an orphan)
+        if self._roller is not None:
+            self._roller.join()  # a roll-up under way commits or rolls back
         self.con.close()

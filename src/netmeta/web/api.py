@@ -128,18 +128,20 @@ def router(store: Store, auth: Authenticator) -> APIRouter:
 
     @r.patch("/index-sets/{name}", tags=["admin"])
     def api_index_set_change(name: str, req: IndexSetChange) -> dict[str, Any]:
-        """Change retention (applied by the next retention run, hourly and at start)."""
+        """Change retention; applied at once (days now past it are dropped), then by the
+        hourly retention run."""
         try:
             catalog.set_retention(store, name, req.retention_days, req.title)
         except LookupError as e:
             raise HTTPException(404, str(e.args[0])) from None
-        return {"changed": name, "retention_days": req.retention_days}
+        dropped = store.apply_retention() if not store.read_only else []
+        return {"changed": name, "retention_days": req.retention_days, "dropped": dropped}
 
     @r.get("/streams", tags=["admin"])
     def api_streams(start: str | None = Query("now-24h", alias="from"),
                     end: str | None = Query(None, alias="to")) -> dict[str, Any]:
-        """Streams routing now, with events stored per stream in the range, and streams
-        created through the API that apply from serve's next start."""
+        """Streams routing now (those created through the API too: they route from their
+        creation on), with events stored per stream in the range."""
         counts = agg.aggregate(store, _query("", start, end),
                                {"type": "terms", "field": "_streams", "size": 1000})
         per = {b["key"]: b["value"] for b in counts["buckets"]}
@@ -147,6 +149,7 @@ def router(store: Store, auth: Authenticator) -> APIRouter:
                    "rule": s.rule, "active": True, "events": per.get(s.name, 0)}
                   for s in store.router.streams]
         names = {s["name"] for s in active}
+        # recorded but not routing: a store opened without them (not by serve)
         pending = [{**s, "active": False, "events": per.get(s["name"], 0)}
                    for s in catalog.api_streams(store) if s["name"] not in names]
         names |= {s["name"] for s in pending}
@@ -163,8 +166,7 @@ def router(store: Store, auth: Authenticator) -> APIRouter:
             raise HTTPException(409, str(e.args[0])) from None
         except LookupError as e:
             raise HTTPException(404, str(e.args[0])) from None
-        return {"created": req.name, "active": False,
-                "note": "routes events from serve's next start"}
+        return {"created": req.name, "active": True}
 
     @r.get("/tokens", tags=["admin"])
     def api_tokens() -> dict[str, Any]:

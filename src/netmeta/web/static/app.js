@@ -205,24 +205,30 @@ const PLOT_CONFIG = { displaylogo: false, responsive: true, displayModeBar: fals
 
 function timeseries(div, r, opts = {}) {
   const scale = opts.percent ? 100 : 1;
+  // a bar spans its bucket [key, key + interval): drawn at the bucket's middle, as wide as
+  // the bucket; the axis spans the range asked (from/to), not only the buckets with events
+  const width = r.interval_ms || (r.interval || 1) * 1000;
+  const mid = key => Date.parse(key) + width / 2;
   let traces;
   if (r.buckets.length && r.buckets[0].sub) {
     const series = new Map();
     for (const b of r.buckets) for (const s of b.sub) {
       const k = String(s.key);
       if (!series.has(k)) series.set(k, { x: [], y: [] });
-      series.get(k).x.push(b.key); series.get(k).y.push(s.value * scale);
+      series.get(k).x.push(mid(b.key)); series.get(k).y.push(s.value * scale);
     }
-    traces = [...series].map(([name, d]) => ({ type: "bar", name, x: d.x, y: d.y }));
+    traces = [...series].map(([name, d]) => ({ type: "bar", name, x: d.x, y: d.y, width: width * 0.9 }));
   } else {
-    traces = [{ type: opts.line ? "scatter" : "bar", x: r.buckets.map(b => b.key),
-                y: r.buckets.map(b => (b.value || 0) * scale), marker: { color: "#54aeff" } }];
+    traces = [{ type: opts.line ? "scatter" : "bar", x: r.buckets.map(b => mid(b.key)),
+                y: r.buckets.map(b => (b.value || 0) * scale), width: width * 0.9, marker: { color: "#54aeff" } }];
   }
+  const range = r.from && r.to ? [Date.parse(r.from), Date.parse(r.to)] : undefined;
   Plotly.newPlot(div, traces, {
     barmode: "stack", margin: { l: 50, r: 10, t: 10, b: 30 }, showlegend: traces.length > 1,
-    legend: { orientation: "h", y: -0.2 }, xaxis: { type: "date" },
+    legend: { orientation: "h", y: -0.2 }, xaxis: { type: "date", range, autorange: !range },
     yaxis: { ticksuffix: opts.percent ? "%" : "" }, bargap: 0.1,
   }, PLOT_CONFIG);
+  div.dataset.interval = String(width);
   if (opts.onRange) div.on("plotly_relayout", ev => {
     const a = ev["xaxis.range[0]"], b = ev["xaxis.range[1]"];
     if (a && b) opts.onRange(new Date(String(a).replace(" ", "T") + "Z").toISOString(), new Date(String(b).replace(" ", "T") + "Z").toISOString());
