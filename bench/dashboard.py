@@ -3,11 +3,16 @@
 10 M flow rows (a day, 5000 sources, 2000 destinations, 6 exporters) are generated as
 columns with NumPy and written by the store's own writer (Store.append: routed, Parquet
 partition files, catalog), 1 M rows per batch; batches come in time order, as a
-collector stores what it receives (each is the next tenth of the day; rows within a batch
-are not sorted). The time Store.append takes per million rows is printed, and the time the
-store's background work then takes (roll-ups into the cubes, merges). Then the
-Network Flows and Overview dashboards are loaded as the browser does: every panel's POST
-/api/aggregate, six at a time, over real HTTP (panels a rollup answers exactly read it).
+collector stores what it receives (each is the next tenth of the day), and so do the rows
+within a batch: the files of a running collector are written seconds at a time and merged
+in time order, so that each Parquet row group spans minutes, not the file's whole time
+(a range's partial buckets read a few row groups, not every file). The time
+Store.append takes per million rows is printed, and the time the store's background work
+then takes (roll-ups into the cubes and top lists, merges). Then the Network Flows
+dashboard and every other one are loaded as the browser does: every panel's POST
+/api/aggregate, six at a time, over real HTTP (panels a rollup or top list answers exactly
+read it; the HTTP, DNS, TLS and Gigamon ones find no events of theirs among the flows,
+which shows what their filters cost).
 Reference, same run: the Network Flows panels as hand-written DuckDB SQL over the raw
 event files, one after the other.
 
@@ -49,7 +54,7 @@ def flows(n: int, start: dt.datetime, rng: np.random.Generator, offset: int,
     countries = pa.array(["US", "GB", "SE", "DE", "FR", "CN", "JP", "BR", "IN", "AU"])
     orgs = pa.array(["Telstra Pty Ltd", "Bredband2 AB", "AT&T Services", "Example AS", None])
     day = 86_400_000_000
-    us = rng.integers(day * offset // total, day * (offset + n) // total, n)
+    us = np.sort(rng.integers(day * offset // total, day * (offset + n) // total, n))
     zipf = np.minimum(rng.zipf(1.3, n) - 1, 4999)
     dport = ports[np.minimum(rng.zipf(1.6, n) - 1, len(ports) - 1)]
     nbytes = rng.lognormal(8, 2, n).astype(np.int64) + 40
@@ -172,14 +177,19 @@ def main() -> None:
             load_dashboard(base, "flows")  # warm: file metadata and OS cache, as a 2nd view
             ref = min(raw(store) for _ in range(3))
             got = {name: min(load_dashboard(base, name) for _ in range(3))
-                   for name in ("flows", "overview")}
+                   for name in dashboards.load()}
         finally:
             server.stop()
             store.close()
     n = len(dashboards.load()["flows"]["panels"])
     print(f"Network Flows dashboard ({n} panels, one aggregate query each) at "
           f"{args.rows:,} flows: {got['flows']:.3f} s")
-    print(f"Overview dashboard: {got['overview']:.3f} s")
+    for name, secs in got.items():
+        if name != "flows":
+            print(f"{dashboards.load()[name]['title']} dashboard: {secs:.3f} s")
+    slowest = max(got.values())
+    print(f"slowest dashboard {slowest:.3f} s (goal: under 1 s: "
+          f"{'met' if slowest < 1 else 'not met'})")
     print(f"reference, the same Network Flows panels as hand-written DuckDB SQL run one "
           f"after the other: {ref:.3f} s; ratio {got['flows'] / ref:.2f}")
 

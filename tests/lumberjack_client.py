@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import select
 import socket
 import ssl
 import struct
@@ -12,9 +13,14 @@ from netmeta.decode.lumberjack import encode_compressed, encode_json, encode_win
 
 
 class Client:
+    """``source``: the local address to connect from (another host on the loopback, e.g.
+    127.0.0.2)."""
+
     def __init__(self, port: int, *, restart_seq: bool = True, compress: bool = True,
-                 tls: ssl.SSLContext | None = None, timeout: float = 20.0) -> None:
-        sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+                 tls: ssl.SSLContext | None = None, timeout: float = 20.0,
+                 source: str = "") -> None:
+        sock = socket.create_connection(("127.0.0.1", port), timeout=timeout,
+                                        source_address=(source, 0) if source else None)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock: socket.socket = tls.wrap_socket(sock, server_hostname="127.0.0.1") \
             if tls else sock
@@ -35,9 +41,17 @@ class Client:
 
     def send(self, events: list[dict[str, object]]) -> int:
         """Send one window and wait for its ACK; returns the sequence acknowledged."""
+        return self.await_ack(self.send_window(events))
+
+    def send_window(self, events: list[dict[str, object]]) -> int:
+        """Send one window without reading its ACK; returns the sequence to wait for."""
         data, last = self.window_bytes(events)
         self.sock.sendall(data)
-        return self.await_ack(last)
+        return last
+
+    def readable(self, timeout: float = 0.0) -> bool:
+        """Whether the server sent something not read yet (an ACK, a close)."""
+        return bool(select.select([self.sock], [], [], timeout)[0])
 
     def await_ack(self, last: int) -> int:
         while True:

@@ -121,6 +121,9 @@ class BeatsInput(_S):
     keepalive: float = 3.0  # seconds between keep-alive ACKs while a batch is being stored
     idle_timeout: float = 60.0  # seconds a silent connection is kept (0: forever)
     max_connections: int = 1024
+    # seconds: after a connection broke, batches acknowledged this long before may not have
+    # reached the Beat; their resends are recognized (0: only batches not acknowledged)
+    resend_window: float = 10.0
 
 
 class EsInput(_S):
@@ -417,6 +420,8 @@ def _check_beats(inp: Input, key: str, fail: Callable[[str, str], None]) -> None
             fail(f"{key}.beats.keepalive", "must be a positive number of seconds")
         if conf.idle_timeout < 0:
             fail(f"{key}.beats.idle_timeout", "must be 0 (never) or a number of seconds")
+        if conf.resend_window < 0:
+            fail(f"{key}.beats.resend_window", "must be 0 or a number of seconds")
     else:
         if not re.fullmatch(r"\d+\.\d+\.\d+", conf.version):
             fail(f"{key}.elasticsearch.version", f"{conf.version!r} is not a version "

@@ -411,7 +411,10 @@ def events_job(input_name: str, docs: list[bytes], rejects: list[tuple[str, byte
 
 class BeatsSource:
     """A Beats (Lumberjack v2) input: its own port (TLS and client certificates optional);
-    a window is acknowledged once its events are stored."""
+    a window is acknowledged once its events are stored. A batch sent again with the same
+    content is recognized by its digest here; events a Beat resends after a broken
+    connection, in other windows, are taken out by the server before the handover
+    (:mod:`netmeta.sources.beats`)."""
 
     def __init__(self, name: str, inp: Input, pipeline: Pipeline, store: Store) -> None:
         from netmeta.decode.beats_meta import split_tagged
@@ -441,7 +444,8 @@ class BeatsSource:
             inp.listen, inp.listen_port, handover, tls=tls, on_error=on_error, name=name,
             settings=Settings(max_payload=b.max_payload, max_decompressed=b.max_decompressed,
                               max_batch=b.max_batch, keepalive=b.keepalive,
-                              idle_timeout=b.idle_timeout, max_connections=b.max_connections))
+                              idle_timeout=b.idle_timeout, max_connections=b.max_connections,
+                              resend_window=b.resend_window))
 
     @property
     def address(self) -> tuple[str, int]:

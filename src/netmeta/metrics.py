@@ -65,6 +65,10 @@ beats_errors = Counter("netmeta_beats_protocol_errors", "Beats (Lumberjack) conn
                        "reason", ["input", "reason"], registry=REGISTRY)
 beats_connections = Gauge("netmeta_beats_connections", "Beats (Lumberjack) connections open",
                           ["input"], registry=REGISTRY)
+beats_resent = Counter("netmeta_beats_resent_events", "Beats (Lumberjack) events a Beat sent "
+                       "again after a connection broke before it had their ACK, recognized as "
+                       "stored (or being stored) and not stored again", ["input"],
+                       registry=REGISTRY)
 
 
 def exposition() -> bytes:

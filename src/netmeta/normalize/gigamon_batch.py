@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from netmeta.event import FIELDS, ip_key, split_document
+from netmeta.event import FIELDS, _coerce, ip_key, split_document
 from netmeta.normalize import gigamon as ref
 from netmeta.normalize import java_dates
 
@@ -258,6 +258,9 @@ def _dest(path: str) -> tuple[int, tuple[str, ...], str]:
 _DESTS: dict[str, tuple[int, tuple[str, ...], str]] = {}  # paths come from the plans: few
 
 
+_AMI_TYPED = tuple((name.removeprefix("gigamon.ami."), f) for name, f in FIELDS.items()
+                   if name.startswith("gigamon.ami.") and name.count(".") == 2)
+
 _CONSTANT_TYPED: dict[str, Any] = {"ecs.version": ref.ECS_VERSION, "event.kind": "event",
                                    "event.category": ["network"], "event.type": ["info"]}
 
@@ -270,7 +273,17 @@ def _finish(p: _Pending) -> tuple[dict[str, Any], str | None]:
         if not ami:
             raise _Slow  # the pipeline drops gigamon.ami as a whole
     typed: dict[str, Any] = dict(_CONSTANT_TYPED)
-    extra: dict[str, Any] = {"gigamon": {"ami": ami}}
+    for leaf, f in _AMI_TYPED:  # gigamon.ami fields with a column (ecs_fields.yml)
+        if leaf in ami:
+            try:
+                value = _coerce(f, ami[leaf])
+            except (ValueError, TypeError, OverflowError):
+                continue  # kept in the JSON, as the reference keeps it
+            if ami is p.ami:
+                ami = dict(ami)
+            del ami[leaf]
+            typed[f.name] = value
+    extra: dict[str, Any] = {"gigamon": {"ami": ami}} if ami else {}
     for path, value in p.out.items():
         if value == "" or value == [""]:
             continue
@@ -298,7 +311,7 @@ def _finish(p: _Pending) -> tuple[dict[str, Any], str | None]:
         for part in parents:
             cur = cur.setdefault(part, {})
         cur[leaf] = value
-    return typed, orjson.dumps(extra).decode()
+    return typed, orjson.dumps(extra).decode() if extra else None
 
 
 # ---------------------------------------------------------------- a batch

@@ -32,7 +32,7 @@ import duckdb
 import pyarrow as pa
 
 from netmeta.event import FIELDS, META_EXTRA, META_INPUT, META_STREAMS, format_date
-from netmeta.query import rollup_plan
+from netmeta.query import rollup_plan, top_plan
 from netmeta.query.kql import KQLError
 from netmeta.query.search import Query, _number, _run, _value_expr
 from netmeta.query.sql import compile_where, json_path
@@ -85,19 +85,25 @@ def _one_key(name: str) -> tuple[str, list[Any], bool]:
     return _value_expr(_field_name(name))
 
 
+def _key_parts(names: list[Any]) -> list[tuple[str, list[Any]]]:
+    """The scalar expressions (and params) of a composite terms key's fields."""
+    if not names or len(names) > 4:
+        raise AggError("a composite terms key takes 1 to 4 fields")
+    parts = []
+    for n in names:
+        expr, p, is_list = _one_key(_field_name(n))
+        if is_list:  # one value of a list field: its first (composite keys are scalars)
+            expr = f"{expr}[1]"
+        parts.append((expr, p))
+    return parts
+
+
 def _key_expr(names: Any) -> tuple[str, list[Any], bool]:
     """Grouping expression of a terms key (text), its params and whether it is a list."""
     if isinstance(names, list):
-        if not names or len(names) > 4:
-            raise AggError("a composite terms key takes 1 to 4 fields")
-        parts, params = [], []
-        for n in names:
-            expr, p, is_list = _one_key(_field_name(n))
-            if is_list:  # one value of a list field: its first (composite keys are scalars)
-                expr = f"{expr}[1]"
-            parts.append(expr)
-            params += p
-        return f"[{', '.join(parts)}]", params, False
+        parts = _key_parts(names)
+        return (f"[{', '.join(e for e, _ in parts)}]", [v for _, p in parts for v in p],
+                False)
     return _one_key(_field_name(names))
 
 
@@ -217,6 +223,10 @@ def aggregate(store: Store, q: Query, spec: Any) -> dict[str, Any]:
             raise AggError("sub is a terms or date_histogram aggregation")
     if kind not in ("metric", "terms", "date_histogram"):
         raise AggError(f"aggregation type {kind!r}: terms, date_histogram or metric")
+    if kind == "terms" and store.rollups and (top := top_plan.list_for(spec, q.kql)):
+        rows = top_plan.top(store, q, top, _size(spec))
+        if rows is not None:
+            return {"buckets": [{"key": _json(k), "value": _json(m)} for k, m in rows]}
     if kind != "date_histogram":
         src = _source(store, q, spec, None)
         try:
@@ -322,6 +332,7 @@ class _Level:
     order: str
     metric: str
     mparams: list[Any]
+    parts: list[tuple[str, list[Any]]]  # a composite key's fields ([] for one field)
 
 
 def _terms_level(spec: dict[str, Any], count: str = "count(*)") -> _Level:
@@ -329,7 +340,27 @@ def _terms_level(spec: dict[str, Any], count: str = "count(*)") -> _Level:
         raise AggError("a terms aggregation needs a field")
     expr, params, is_list = _key_expr(spec["field"])
     metric, mparams = _metric(spec.get("metric"), count)
-    return _Level(expr, params, is_list, _size(spec), _order(spec), metric, mparams)
+    parts = _key_parts(spec["field"]) if isinstance(spec["field"], list) else []
+    return _Level(expr, params, is_list, _size(spec), _order(spec), metric, mparams, parts)
+
+
+def _composite_top(rel: str, where: str, wparams: list[Any], top: _Level) -> _Sql:
+    """The top composite keys, grouped by their fields as columns and made lists only at
+    the end: hashing a list per event costs twice what hashing its fields does (the
+    Conversations panel over 10 M flows: 2.3 s against 1.1 s). Ties rank as the lists."""
+    n = len(top.parts)
+    s = _Sql().add("WITH base AS (SELECT ")
+    for i, (expr, params) in enumerate(top.parts):
+        s.add(f"{expr} AS k0_{i}, ", params)
+    s.add(f"* FROM ({rel}) WHERE ").add(where, wparams)
+    cols = ", ".join(f"k0_{i}" for i in range(n))
+    ties = ", ".join(f"CAST(k0_{i} AS VARCHAR)" for i in range(n))
+    s.add(f"), top AS (SELECT {cols}, ").add(top.metric, top.mparams)
+    s.add(f" AS m FROM base GROUP BY {cols} ORDER BY m {top.order} NULLS LAST, {ties} "
+          "LIMIT ?)", [top.size])
+    s.add(f" SELECT [{cols}] AS k0, m, NULL AS k1, NULL AS m1 FROM top ORDER BY m "
+          f"{top.order} NULLS LAST, k0")
+    return s
 
 
 def _base(rel: str, where: str, wparams: list[Any], cols: list[tuple[str, str, list[Any],
@@ -353,6 +384,9 @@ def _terms(src: _Source, q: Query, spec: dict[str, Any]) -> dict[str, Any]:
     inner = _terms_level(sub, src.count) if sub is not None else None
 
     def build(rel: str) -> tuple[str, list[Any]]:
+        if top.parts and inner is None:
+            c = _composite_top(rel, where, wparams, top)
+            return c.text, c.params
         cols = [("k0", top.expr, top.params, top.is_list)]
         if inner is not None:
             cols.append(("k1", inner.expr, inner.params, inner.is_list))

@@ -30,7 +30,7 @@ import pyarrow as pa
 
 from netmeta.event import storage_columns
 from netmeta.route.streams import Router, Stream
-from netmeta.store import rollups
+from netmeta.store import rollups, top_lists
 from netmeta.store.partitions import EventFile, merge_files, write_routed
 from netmeta.store.rollups import CUBES as ROLLUP_CUBES  # __init__'s rollups: a flag
 from netmeta.store.schema import (
@@ -52,6 +52,17 @@ BATCH_MEMORY_DAYS = 7  # how long a pushed batch's digest is remembered
 MERGE_BELOW = 1_000_000  # rows: files smaller than this are merged
 ROLLUP_DELAY = 2.0  # seconds between roll-ups while events come in (store/rollups.py)
 ROLLUP_ROWS = 2_000_000  # events aggregated into the cubes at once, at most
+
+
+def _hours(cubes: list[tuple[rollups.Cube, pa.Table]]) -> list[dt.datetime]:
+    """The hours the events of a roll-up fall in (from its minute cube's buckets)."""
+    import pyarrow.compute as pc
+
+    for cube, table in cubes:
+        if cube.grain == 60:
+            hours = pc.unique(pc.floor_temporal(table.column("@timestamp"), unit="hour"))
+            return [h for h in hours.to_pylist() if h is not None]
+    raise ValueError("no minute cube")
 
 
 def _tier(rows: int) -> int:
@@ -127,7 +138,8 @@ class Store:
             self._migrate(index_sets)
             self._remove_orphans()
             if not rollups:  # the cubes would fall behind merges: rebuilt when back on
-                for table in ["rollup_files", *(c.table for c in ROLLUP_CUBES)]:
+                for table in ["rollup_files", *(c.table for c in ROLLUP_CUBES),
+                              *top_lists.tables()]:
                     self.con.execute(f"DELETE FROM {table}")
             elif self._pending_rollup(self.con):  # older files, or a crash
                 self._request_rollup()
@@ -135,7 +147,7 @@ class Store:
     # ------------------------------------------------------------ schema
 
     def _migrate(self, index_sets: Iterable[IndexSet]) -> None:
-        for ddl in META_DDL + rollups.ddl():
+        for ddl in META_DDL + rollups.ddl() + top_lists.ddl():
             self.con.execute(ddl)
         self.con.execute(schema_table_ddl())
         have = {c for c, in self.con.execute(
@@ -387,6 +399,8 @@ class Store:
                 try:
                     while not self._closing and self._roll_up(con):
                         pass
+                    while not self._closing and self._make_top_lists(con, 4):
+                        pass
                 except Exception:  # noqa: BLE001 - retried at the next commit; queries read raw
                     log.exception("rolling up event files failed")
         finally:
@@ -402,6 +416,8 @@ class Store:
             n = 0
             while k := self._roll_up(con):
                 n += k
+            while self._make_top_lists(con, 64):
+                pass
             return n
         finally:
             con.close()
@@ -443,6 +459,7 @@ class Store:
                         if not present.issuperset(paths):
                             continue  # retention or a merge took some meanwhile: next time
                         rollups.insert(con, index_set, day, cubes)
+                        top_lists.invalidate(con, index_set, day, _hours(cubes))
                         con.executemany("INSERT INTO rollup_files VALUES (?, ?)",
                                         [[p, now] for p in paths])
                     con.execute("COMMIT")
@@ -454,6 +471,40 @@ class Store:
         for part, threshold in at.items():
             self._request_compaction({part}, threshold)
         return len(take)
+
+    def _make_top_lists(self, con: duckdb.DuckDBPyConnection, at_most: int) -> int:
+        """Lists (store/top_lists.py) of up to ``at_most`` ended hours that have none;
+        returns how many. Each hour is read from its rolled-up files and inserted in one
+        transaction; a file merged away meanwhile leaves the hour for the next time."""
+        with self._roll_lock:
+            due = top_lists.due(con, _utcnow(), ROLLUP_CUBES[0].table)[:at_most]
+            made = 0
+            for index_set, day, hour in due:
+                paths = [p for p, in con.execute(
+                    "SELECT path FROM event_files f WHERE index_set = ? AND day = ? AND "
+                    "max_ts >= ? AND min_ts < ? AND rows > 0 AND EXISTS "
+                    "(SELECT 1 FROM rollup_files r WHERE r.path = f.path)",
+                    [index_set, day, hour, hour + dt.timedelta(hours=1)]).fetchall()]
+                if not paths:
+                    continue
+                try:
+                    computed = top_lists.compute(con, self._relation(paths), hour)
+                except duckdb.IOException:  # merged or dropped meanwhile: next time
+                    return made
+                with self._lock:
+                    con.execute("BEGIN")
+                    try:
+                        present = con.execute(
+                            "SELECT count(*) FROM event_files WHERE list_contains(?, path)",
+                            [paths]).fetchone()
+                        if present is not None and present[0] == len(paths):
+                            top_lists.insert(con, index_set, day, hour, computed)
+                            made += 1
+                        con.execute("COMMIT")
+                    except BaseException:
+                        con.execute("ROLLBACK")
+                        raise
+            return made
 
     # ------------------------------------------------------------ retention
 
@@ -484,6 +535,7 @@ class Store:
                 con.executemany("DELETE FROM rollup_files WHERE path = ?",
                                 [[p] for p, _, _ in old])
                 rollups.drop(con, sorted({(s, d) for _, s, d in old}))
+                top_lists.drop(con, sorted({(s, d) for _, s, d in old}))
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
@@ -504,13 +556,18 @@ class Store:
 
     def files_for(self, start: dt.datetime | None, end: dt.datetime | None,
                   index_sets: Sequence[str] = (), *, con: duckdb.DuckDBPyConnection | None = None,
-                  unrolled: bool = False) -> list[str]:
+                  unrolled: bool = False, within: bool | None = None) -> list[str]:
         """Event files that can hold events in [start, end]; ``unrolled``: only those no
-        cube holds yet. ``con``: read in that cursor's transaction."""
+        cube holds yet; ``within`` True: only those whose every event is in [start, end]
+        (a query needs no time filter on them), False: only the others. ``con``: read in
+        that cursor's transaction."""
         sql = "SELECT path FROM event_files f WHERE rows > 0"
         if unrolled:
             sql += " AND NOT EXISTS (SELECT 1 FROM rollup_files r WHERE r.path = f.path)"
         params: list[Any] = []
+        if within is not None:
+            sql += " AND COALESCE(min_ts >= ? AND max_ts <= ?, FALSE) = ?"
+            params += [start or dt.datetime.max, end or dt.datetime.min, within]
         if start is not None:
             sql += " AND max_ts >= ?"
             params.append(start)
@@ -534,10 +591,11 @@ class Store:
     def events_relation(self, start: dt.datetime | None, end: dt.datetime | None,
                         index_sets: Sequence[str] = (), *,
                         con: duckdb.DuckDBPyConnection | None = None,
-                        unrolled: bool = False) -> str | None:
+                        unrolled: bool = False, within: bool | None = None) -> str | None:
         """SQL of a subquery over every event file that can hold events in [start, end]
         (``files_for``'s options)."""
-        files = self.files_for(start, end, index_sets, con=con, unrolled=unrolled)
+        files = self.files_for(start, end, index_sets, con=con, unrolled=unrolled,
+                               within=within)
         return self._relation(files) if files else None
 
     def _relation(self, files: Sequence[str]) -> str:
