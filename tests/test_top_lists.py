@@ -262,3 +262,36 @@ def test_a_segment_without_bytes_is_listed_and_declines(tmp_path: Path) -> None:
         assert top_plan.top(s, Query("", T0, T0 + dt.timedelta(hours=1)), CONV, 15) is None
     finally:
         s.close()
+
+
+def test_an_hour_listed_in_one_partition_only_is_read_raw(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    """Late events ingested the next day (another partition), rolled up but not listed yet:
+    their hour is read from the events, not half from a list."""
+    s = _store(tmp_path / "data")
+    try:
+        rng = np.random.default_rng(9)
+        for i in range(4):
+            s.append(_flows(rng, 6000, T0 + dt.timedelta(minutes=30 * i), 0.5, i * 6000),
+                     now=DAY)
+        s.roll_up()
+        hour = T0 + dt.timedelta(hours=1)
+        late = _flows(rng, 100, hour, 1.0, 800_000, nbytes=np.full(100, 10**9),
+                      source="10.8.8.8")
+        q = Query("", T0, T0 + dt.timedelta(hours=2))
+        with monkeypatch.context() as m:
+            m.setattr(s, "_request_rollup", lambda: None)
+            m.setattr(s, "_make_top_lists", lambda *a: 0)  # rolled up, no list yet
+            s.append(late, now=DAY + dt.timedelta(days=1))
+            s.roll_up()
+            assert not s.files_for(None, None, unrolled=True)  # every file rolled up
+            want = _expected(s, q, 15, monkeypatch)
+            assert want[0][0][0] == "10.8.8.8"
+            got = top_plan.top(s, q, CONV, 15)
+            assert got is None or [(k, int(v)) for k, v in got] == want
+        s.roll_up()  # now its list too: both partitions listed
+        got = top_plan.top(s, q, CONV, 15)
+        assert got is not None and [(k, int(v)) for k, v in got] == want
+    finally:
+        s.close()

@@ -28,7 +28,7 @@ import pyarrow as pa
 from netmeta.query.rollup_plan import kql_fields
 from netmeta.query.search import Query
 from netmeta.query.sql import compile_where
-from netmeta.store import top_lists
+from netmeta.store import rollups, top_lists
 from netmeta.store.duckdb import Store
 from netmeta.store.schema import NAME, quote
 from netmeta.store.top_lists import HOUR, THRESHOLD, TopList
@@ -86,11 +86,20 @@ def _top(store: Store, q: Query, top: TopList, size: int, lo: dt.datetime, hi: d
     if q.index_sets:
         scope.append(f"index_set IN ({', '.join('?' * len(q.index_sets))})")
         sparams += list(q.index_sets)
+    # an hour counts as listed only when every partition (index set, ingestion day) with
+    # rolled-up events in it has its list: late events ingested on the next day, or an
+    # index set rolled up later, would otherwise be in neither the lists nor the raw part
     hours = [h for h, in con.execute(
-        f"SELECT DISTINCT \"@timestamp\" FROM {top.segments} WHERE {' AND '.join(scope)}",
-        sparams).fetchall()]
+        f"WITH m AS (SELECT DISTINCT index_set, day, time_bucket(INTERVAL {HOUR} SECOND, "
+        f"\"@timestamp\") AS h FROM {rollups.CUBES[0].table} WHERE {' AND '.join(scope)}), "
+        f"s AS (SELECT DISTINCT index_set, day, \"@timestamp\" AS h FROM {top.segments} "
+        f"WHERE {' AND '.join(scope)}) SELECT m.h FROM m LEFT JOIN s ON s.index_set = "
+        "m.index_set AND s.day = m.day AND s.h = m.h GROUP BY m.h "
+        "HAVING bool_and(s.h IS NOT NULL) ORDER BY m.h", [*sparams, *sparams]).fetchall()]
     if not hours:
         return None
+    scope.append("\"@timestamp\" IN (SELECT unnest(?))")  # the lists of those hours only
+    sparams.append(hours)
     where, wparams = q.where()
     dims = ", ".join(quote(d) for d in top.dims)
     keys = [quote(k) for k in top.keys]
