@@ -61,6 +61,16 @@ def _flows(rng: np.random.Generator, n: int, start: dt.datetime, hours: float, o
     }))
 
 
+def _fill(s: Store, seed: int, batches: int) -> np.random.Generator:
+    """Half-hour batches of 6000 flows from T0 on, rolled up (and listed); the generator
+    goes on for what a test adds."""
+    rng = np.random.default_rng(seed)
+    for i in range(batches):
+        s.append(_flows(rng, 6000, T0 + dt.timedelta(minutes=30 * i), 0.5, i * 6000), now=DAY)
+    s.roll_up()
+    return rng
+
+
 def _store(root: Path) -> Store:
     return Store(root, [IndexSet("flows", "", 30)],
                  [Stream("nf", "flows", ("nf",)), Stream("sf", "default", ("sf",))])
@@ -69,10 +79,7 @@ def _store(root: Path) -> Store:
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
     s = _store(tmp_path_factory.mktemp("top") / "data")
-    rng = np.random.default_rng(11)
-    for i in range(10):  # half-hour batches over five hours
-        s.append(_flows(rng, 6000, T0 + dt.timedelta(minutes=30 * i), 0.5, i * 6000), now=DAY)
-    s.roll_up()
+    _fill(s, 11, 10)  # five hours
     yield s
     s.close()
 
@@ -188,11 +195,7 @@ def test_late_events_count_before_and_after_their_roll_up(tmp_path: Path,
                                                           ) -> None:
     s = _store(tmp_path / "data")
     try:
-        rng = np.random.default_rng(5)
-        for i in range(6):
-            s.append(_flows(rng, 6000, T0 + dt.timedelta(minutes=30 * i), 0.5, i * 6000),
-                     now=DAY)
-        s.roll_up()
+        rng = _fill(s, 5, 6)
         q = Query("", T0, T0 + dt.timedelta(hours=3))
         hour = T0 + dt.timedelta(hours=1)
 
@@ -271,11 +274,7 @@ def test_an_hour_listed_in_one_partition_only_is_read_raw(tmp_path: Path,
     their hour is read from the events, not half from a list."""
     s = _store(tmp_path / "data")
     try:
-        rng = np.random.default_rng(9)
-        for i in range(4):
-            s.append(_flows(rng, 6000, T0 + dt.timedelta(minutes=30 * i), 0.5, i * 6000),
-                     now=DAY)
-        s.roll_up()
+        rng = _fill(s, 9, 4)
         hour = T0 + dt.timedelta(hours=1)
         late = _flows(rng, 100, hour, 1.0, 800_000, nbytes=np.full(100, 10**9),
                       source="10.8.8.8")
@@ -295,3 +294,22 @@ def test_an_hour_listed_in_one_partition_only_is_read_raw(tmp_path: Path,
         assert got is not None and [(k, int(v)) for k, v in got] == want
     finally:
         s.close()
+
+
+def test_a_read_only_store_from_before_top_lists_reads_the_events(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "data"
+    s = _store(root)
+    s.append(_flows(np.random.default_rng(10), 3000, T0, 1.0, 0), now=DAY)
+    s.roll_up()
+    for table in top_lists.tables():  # as a store written by an earlier netmeta
+        s.con.execute(f"DROP TABLE {table}")
+    s.close()
+    ro = Store(root, read_only=True)
+    try:
+        q = Query("", T0, T0 + dt.timedelta(hours=1))
+        assert top_plan.top(ro, q, CONV, 15) is None
+        got = agg.aggregate(ro, q, SPEC)
+        assert got == _raw(ro, q, SPEC, monkeypatch) and len(got["buckets"]) == 15
+    finally:
+        ro.close()

@@ -74,6 +74,8 @@ def top(store: Store, q: Query, top: TopList, size: int
         return _top(store, q, top, size, lo, hi, con)
     except duckdb.IOException:  # a file merged or dropped meanwhile
         return None
+    except duckdb.CatalogException:  # a read-only store written before top lists existed
+        return None
     finally:
         con.execute("ROLLBACK")  # read only
         con.close()
