@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -32,3 +34,14 @@ def goflow2_line(i: int, **over: object) -> str:
            "src_vlan": 0, "dst_vlan": 0, "sampling_rate": 100, "bytes": 60 + i % 1400}
     rec.update(over)
     return json.dumps(rec, separators=(",", ":"))
+
+
+def wait_until(cond: Callable[[], object], what: str = "the condition",
+               timeout: float = 15.0) -> None:
+    """Poll ``cond`` until it holds; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"timed out waiting for {what}")

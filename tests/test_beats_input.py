@@ -20,6 +20,7 @@ import pytest
 from netmeta.decode.lumberjack import LumberjackError, encode_json, encode_window
 from netmeta.sources.beats import Batch, BeatsServer, Settings, server_context
 
+from .conftest import wait_until
 from .lumberjack_client import Client
 
 
@@ -80,15 +81,6 @@ def server(rec: Recorder) -> Iterator[BeatsServer]:
 
 def ev(i: int) -> dict[str, object]:
     return {"@timestamp": "2024-01-01T00:00:00Z", "type": "flow", "n": i}
-
-
-def wait_until(cond: object, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():  # type: ignore[operator]
-            return
-        time.sleep(0.01)
-    raise AssertionError("timed out")
 
 
 def test_windows_restarting_at_one(server: BeatsServer, rec: Recorder) -> None:

@@ -7,8 +7,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import itertools
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -17,6 +16,7 @@ import pytest
 from netmeta import metrics
 from netmeta.sources.beats import Batch, BeatsServer, Settings, Suspects, payload_digest
 
+from .conftest import wait_until
 from .lumberjack_client import Client
 
 _names = itertools.count()
@@ -68,15 +68,6 @@ class Store:
 
 def ev(i: object) -> dict[str, object]:
     return {"@timestamp": "2024-01-01T00:00:00Z", "type": "flow", "n": i}
-
-
-def wait_until(cond: Callable[[], object], what: str, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def resent_metric(name: str) -> float:

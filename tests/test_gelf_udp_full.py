@@ -7,12 +7,12 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 from netmeta.config import GelfInput
 from netmeta.sources.gelf import GelfUdp, HeldBatcher
 
+from .conftest import wait_until
 from .test_gelf_input import free_udp_port, msg
 
 
@@ -38,15 +38,6 @@ class Pipeline:
             return True
 
 
-def wait(cond: Callable[[], bool], what: str, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_full_pipeline_never_stalls_the_reader_and_loss_is_counted() -> None:
     pipe = Pipeline()
     drops: list[int] = []
@@ -61,21 +52,21 @@ def test_full_pipeline_never_stalls_the_reader_and_loss_is_counted() -> None:
             for i, p in enumerate(payloads):
                 s.sendto(p, src.address)
                 if i % 50 == 49:  # paced, so the kernel buffer is not what loses them
-                    wait(lambda n=i + 1: src.listener.counters.datagrams >= n, "the reader")
-        wait(lambda: src.listener.counters.datagrams == 300, "every datagram read")
+                    wait_until(lambda n=i + 1: src.listener.counters.datagrams >= n, "the reader")
+        wait_until(lambda: src.listener.counters.datagrams == 300, "every datagram read")
         assert pipe.refused > 0 and pipe.messages == []
-        wait(lambda: held.held + held.dropped == 300, "held or dropped")
+        wait_until(lambda: held.held + held.dropped == 300, "held or dropped")
         assert held.held * len(payloads[0]) <= 4000 and held.dropped == sum(drops) > 0
         kept = held.held
 
         pipe.full = False  # the pipeline catches up: what was held is handed over
-        wait(lambda: len(pipe.messages) == kept and pipe.rejects != [], "the held messages")
+        wait_until(lambda: len(pipe.messages) == kept and pipe.rejects != [], "the held messages")
         assert pipe.messages == payloads[-kept:]  # the oldest were dropped, the newest kept
         (why, original), = pipe.rejects
         assert f"{held.dropped} messages dropped" in why and original == payloads[0]
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             s.sendto(payloads[1], src.address)
-        wait(lambda: len(pipe.messages) == kept + 1, "a later message")
+        wait_until(lambda: len(pipe.messages) == kept + 1, "a later message")
         assert len(pipe.rejects) == 1  # the drop was reported once
     finally:
         stop.set()

@@ -10,6 +10,8 @@ import pytest
 
 from netmeta.sources.udp import Datagrams, UdpListener, rcvbuf_errors
 
+from .conftest import wait_until
+
 
 def _listen(host: str, deliver, **kw) -> tuple[UdpListener, threading.Event, threading.Thread]:
     lis = UdpListener(host, 0, **kw)
@@ -17,13 +19,6 @@ def _listen(host: str, deliver, **kw) -> tuple[UdpListener, threading.Event, thr
     t = threading.Thread(target=lis.run, args=(deliver, stop), daemon=True)
     t.start()
     return lis, stop, t
-
-
-def _wait(cond, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert cond()
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
@@ -38,7 +33,7 @@ def test_every_datagram_arrives_in_batches_with_its_sender(host: str) -> None:
             tx.sendto(i.to_bytes(4, "big") * (1 + i % 50), lis.address)
             if i % 100 == 99:
                 time.sleep(0.01)  # stay within the kernel buffer of a test machine
-    _wait(lambda: sum(len(b.payloads) for b in got) == 500)
+    wait_until(lambda: sum(len(b.payloads) for b in got) == 500)
     stop.set()
     t.join(5)
     assert not t.is_alive()
@@ -63,7 +58,7 @@ def test_a_full_consumer_drops_whole_batches_and_counts_them() -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
         for i in range(40):
             tx.sendto(b"x%d" % i, lis.address)
-    _wait(lambda: lis.counters.datagrams == 40)
+    wait_until(lambda: lis.counters.datagrams == 40)
     stop.set()
     t.join(5)
     c = lis.counters

@@ -19,6 +19,7 @@ in the pack, which categorizes only DNS, HTTP and flow events.
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -88,16 +89,20 @@ def _lookup(doc: dict[str, Any], path: tuple[str, ...]) -> Any:
     return cur
 
 
-def _each(doc: dict[str, Any], path: tuple[str, ...]) -> list[Any] | None:
-    """``dns.answers.data``: the ``data`` of every element of the array ``dns.answers``."""
-    head, last = path[:-1], path[-1]
-    items = _lookup(doc, head)
+def each_value(items: Any, last: str) -> list[Any] | None:
+    """The ``last`` member of every object of the array ``items`` (an object alone counts
+    as an array of one); None when there is none."""
     if isinstance(items, dict):
         items = [items]
     if not isinstance(items, list):
         return None
     out = [x.get(last) for x in items if isinstance(x, dict) and x.get(last) is not None]
     return out or None
+
+
+def _each(doc: dict[str, Any], path: tuple[str, ...]) -> list[Any] | None:
+    """``dns.answers.data``: the ``data`` of every element of the array ``dns.answers``."""
+    return each_value(_lookup(doc, path[:-1]), path[-1])
 
 
 def _value(doc: dict[str, Any], rule: Rule) -> Any:
@@ -130,29 +135,35 @@ def _translate(v: Any, table: dict[str, str]) -> Any:
     return table.get(str(v))
 
 
-def event_type_code(doc: dict[str, Any]) -> str | None:
-    """The GIM event type code of a Packetbeat event (None: not categorized)."""
-    kind = doc.get("type")
+def type_code(get: Callable[[str], Any]) -> str | None:
+    """The GIM event type code of a Packetbeat event (None: not categorized), from a getter
+    of its fields by dotted name: the nested document's (event_type_code) or the flat
+    walk's (normalize/packetbeat_flat.py)."""
+    kind = get("type")
     if not isinstance(kind, str):
-        dataset = _lookup(doc, ("event", "dataset"))
+        dataset = get("event.dataset")
         kind = dataset.rsplit(".", 1)[-1] if isinstance(dataset, str) else ""
     if kind == "dns":
-        dns = doc.get("dns") if isinstance(doc.get("dns"), dict) else {}
-        if dns.get("type") == "query":
+        dns_type = get("dns.type")
+        if dns_type == "query":
             return "140000"
-        if dns.get("type") == "answer":
-            rcode = dns.get("response_code")
-            return "140200" if rcode in (None, "NOERROR") else "140300"
+        if dns_type == "answer":
+            return "140200" if get("dns.response_code") in (None, "NOERROR") else "140300"
         return "149999"
     if kind == "http":
-        if _lookup(doc, ("http", "response", "status_code")) is not None:
+        if get("http.response.status_code") is not None:
             return "180200"
-        if _lookup(doc, ("http", "request", "method")) is not None:
+        if get("http.request.method") is not None:
             return "180100"
         return "180000"
     if kind == "flow":
         return "120500"
     return None
+
+
+def event_type_code(doc: dict[str, Any]) -> str | None:
+    """The GIM event type code of a nested Packetbeat event (None: not categorized)."""
+    return type_code(lambda name: _lookup(doc, tuple(name.split("."))))
 
 
 def gim_fields(doc: dict[str, Any]) -> dict[str, Any]:

@@ -248,43 +248,12 @@ def _lookup(flat: dict[str, Any], where: _Where) -> Any:
 
 
 def _each(flat: dict[str, Any], where: _Where) -> Any:
-    items = _lookup(flat, where)
-    last = where[2]
-    if isinstance(items, dict):
-        items = [items]
-    if not isinstance(items, list):
-        return None
-    out = [x.get(last) for x in items if isinstance(x, dict) and x.get(last) is not None]
-    return out or None
-
-
-def _event_type_code(flat: dict[str, Any]) -> str | None:
-    """gim.event_type_code on the flat dict."""
-    kind = flat.get("type")
-    if not isinstance(kind, str):
-        dataset = flat.get("event.dataset")
-        kind = dataset.rsplit(".", 1)[-1] if isinstance(dataset, str) else ""
-    if kind == "dns":
-        dns_type = flat.get("dns.type")
-        if dns_type == "query":
-            return "140000"
-        if dns_type == "answer":
-            return "140200" if flat.get("dns.response_code") in (None, "NOERROR") else "140300"
-        return "149999"
-    if kind == "http":
-        if flat.get("http.response.status_code") is not None:
-            return "180200"
-        if flat.get("http.request.method") is not None:
-            return "180100"
-        return "180000"
-    if kind == "flow":
-        return "120500"
-    return None
+    return gim.each_value(_lookup(flat, where), where[2])
 
 
 def _gim(flat: dict[str, Any]) -> dict[str, Any]:
     """gim.gim_fields on the flat dict."""
-    out = gim.event_fields(_event_type_code(flat))
+    out = gim.event_fields(gim.type_code(flat.get))
     out.update(_gim_function(tuple(flat))(flat))
     return gim.add_derived(out)
 

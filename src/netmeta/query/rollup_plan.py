@@ -71,13 +71,15 @@ def _cube_for(need: Need) -> rollups.Cube | None:
     return None
 
 
-def _ceil(t: dt.datetime, grain: int) -> dt.datetime:
+def ceil_bucket(t: dt.datetime, grain: int) -> dt.datetime:
+    """The first bucket start of ``grain`` seconds at or after ``t``."""
     step = dt.timedelta(seconds=grain)
     rem = (t - _EPOCH) % step
     return t if not rem else t - rem + step
 
 
-def _floor(t: dt.datetime, grain: int) -> dt.datetime:
+def floor_bucket(t: dt.datetime, grain: int) -> dt.datetime:
+    """The start of the bucket of ``grain`` seconds holding ``t``."""
     return t - (t - _EPOCH) % dt.timedelta(seconds=grain)
 
 
@@ -96,8 +98,8 @@ def relation(store: Store, q: Query, need: Need, con: duckdb.DuckDBPyConnection
     if cube is None or not all(NAME.match(s) for s in q.index_sets):
         return None
     # whole buckets: [lo, hi); the raw events before lo and from hi on (end is inclusive)
-    lo = _ceil(q.start, cube.grain) if q.start is not None else None
-    hi = (_floor(q.end + dt.timedelta(microseconds=1), cube.grain)
+    lo = ceil_bucket(q.start, cube.grain) if q.start is not None else None
+    hi = (floor_bucket(q.end + dt.timedelta(microseconds=1), cube.grain)
           if q.end is not None else None)
     if lo is not None and hi is not None and lo >= hi:
         return None

@@ -25,7 +25,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from netmeta.query.rollup_plan import kql_fields
+from netmeta.query.rollup_plan import ceil_bucket, floor_bucket, kql_fields
 from netmeta.query.search import Query
 from netmeta.query.sql import compile_where
 from netmeta.store import rollups, top_lists
@@ -52,20 +52,14 @@ def list_for(spec: dict[str, Any], kql: str) -> TopList | None:
     return None
 
 
-def _hour_floor(t: dt.datetime) -> dt.datetime:
-    return t.replace(minute=0, second=0, microsecond=0)
-
-
 def top(store: Store, q: Query, top: TopList, size: int
         ) -> list[tuple[list[Any], Any]] | None:
     """The ``size`` heaviest keys and their sums, as grouping every event gives them
     (keys as lists of text, ties by key), or None when the lists cannot prove it."""
     if q.start is None or q.end is None or not all(NAME.match(s) for s in q.index_sets):
         return None
-    lo = _hour_floor(q.start)
-    if lo < q.start:
-        lo += dt.timedelta(hours=1)
-    hi = _hour_floor(q.end + dt.timedelta(microseconds=1))
+    lo = ceil_bucket(q.start, HOUR)  # whole hours: [lo, hi)
+    hi = floor_bucket(q.end + dt.timedelta(microseconds=1), HOUR)
     if lo >= hi:
         return None
     con = store.cursor()
@@ -93,7 +87,7 @@ def _top(store: Store, q: Query, top: TopList, size: int, lo: dt.datetime, hi: d
     # index set rolled up later, would otherwise be in neither the lists nor the raw part
     hours = [h for h, in con.execute(
         f"WITH m AS (SELECT DISTINCT index_set, day, time_bucket(INTERVAL {HOUR} SECOND, "
-        f"\"@timestamp\") AS h FROM {rollups.CUBES[0].table} WHERE {' AND '.join(scope)}), "
+        f"\"@timestamp\") AS h FROM {rollups.MINUTE.table} WHERE {' AND '.join(scope)}), "
         f"s AS (SELECT DISTINCT index_set, day, \"@timestamp\" AS h FROM {top.segments} "
         f"WHERE {' AND '.join(scope)}) SELECT m.h FROM m LEFT JOIN s ON s.index_set = "
         "m.index_set AND s.day = m.day AND s.h = m.h GROUP BY m.h "

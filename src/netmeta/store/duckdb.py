@@ -27,6 +27,7 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from netmeta.event import storage_columns
 from netmeta.route.streams import Router, Stream
@@ -56,13 +57,9 @@ ROLLUP_ROWS = 2_000_000  # events aggregated into the cubes at once, at most
 
 def _hours(cubes: list[tuple[rollups.Cube, pa.Table]]) -> list[dt.datetime]:
     """The hours the events of a roll-up fall in (from its minute cube's buckets)."""
-    import pyarrow.compute as pc
-
-    for cube, table in cubes:
-        if cube.grain == 60:
-            hours = pc.unique(pc.floor_temporal(table.column("@timestamp"), unit="hour"))
-            return [h for h in hours.to_pylist() if h is not None]
-    raise ValueError("no minute cube")
+    table = next(t for cube, t in cubes if cube is rollups.MINUTE)
+    hours = pc.unique(pc.floor_temporal(table.column("@timestamp"), unit="hour"))
+    return [h for h in hours.to_pylist() if h is not None]
 
 
 def _tier(rows: int) -> int:
@@ -477,7 +474,7 @@ class Store:
         returns how many. Each hour is read from its rolled-up files and inserted in one
         transaction; a file merged away meanwhile leaves the hour for the next time."""
         with self._roll_lock:
-            due = top_lists.due(con, _utcnow(), ROLLUP_CUBES[0].table)[:at_most]
+            due = top_lists.due(con, _utcnow())[:at_most]
             made = 0
             for index_set, day, hour in due:
                 paths = [p for p, in con.execute(

@@ -78,6 +78,10 @@ CUBES = (
                                 "destination.ip")),
 )
 
+# the finest cube: every rolled-up event is in it (top lists learn from it which hours have
+# events, and which hours a roll-up touched)
+MINUTE = CUBES[0]
+
 FILES_DDL = """CREATE TABLE IF NOT EXISTS rollup_files (
     path VARCHAR PRIMARY KEY, rolled TIMESTAMP NOT NULL)"""
 

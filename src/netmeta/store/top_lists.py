@@ -25,6 +25,7 @@ import duckdb
 import pyarrow as pa
 
 from netmeta.event import META_INPUT
+from netmeta.store import rollups
 from netmeta.store.schema import column_types, quote
 
 HOUR = 3600
@@ -74,16 +75,16 @@ def ddl() -> list[str]:
     return out
 
 
-def due(con: duckdb.DuckDBPyConnection, now: dt.datetime, minute_table: str
+def due(con: duckdb.DuckDBPyConnection, now: dt.datetime
         ) -> list[tuple[str, dt.date, dt.datetime]]:
     """(index set, day, hour) of rolled-up events whose hour ended SETTLE seconds before
-    ``now`` and has no list yet, oldest first (``minute_table``: the minute cube, which
-    holds every rolled-up event)."""
+    ``now`` and has no list yet, oldest first (from the minute cube: every rolled-up event
+    is in it)."""
     until = now - dt.timedelta(seconds=HOUR + SETTLE)
     top = TOP_LISTS[0]  # every list is made at once: the first's segments say which exist
     return [tuple(r) for r in con.execute(  # type: ignore[misc]
         f'SELECT DISTINCT index_set, day, time_bucket(INTERVAL {HOUR} SECOND, "@timestamp") '
-        f'AS h FROM {minute_table} WHERE "@timestamp" < ? EXCEPT SELECT index_set, day, '
+        f'AS h FROM {rollups.MINUTE.table} WHERE "@timestamp" < ? EXCEPT SELECT index_set, day, '
         f'"@timestamp" FROM {top.segments} ORDER BY h, index_set, day', [until]).fetchall()]
 
 
